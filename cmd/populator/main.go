@@ -1,0 +1,103 @@
+// Command populator keeps Statsig download_config_specs payloads current in
+// Redis, in the key layouts the Statsig SDK data adapters read.
+//
+//	populator [run]   poll and write until SIGTERM/SIGINT (the default)
+//	populator once    one full cycle; exit 0 when every key is current in Redis
+//	populator version print the version
+//	populator help    list subcommands and environment variables
+//
+// Configuration comes from environment variables (populator help lists them).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+// version is stamped at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// exitError carries a process exit code; its message (if any) was printed.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// Exit codes.
+const (
+	exitOK        = 0
+	exitFailure   = 1 // a run or check found keys not current, or a runtime failure
+	exitBadConfig = 2 // invalid configuration or usage
+)
+
+func exitCode(err error, stderr io.Writer) int {
+	var ee exitError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ee):
+		return ee.code
+	default:
+		fmt.Fprintln(stderr, "populator:", err)
+		return exitFailure
+	}
+}
+
+// run is the whole program, minus signal handling and os.Exit, so tests can
+// call it. The environment is read by envconfig from the process.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := "run"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		return runWorker(ctx, stderr)
+	case "once":
+		return runOnce(ctx, stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "populator", buildVersion())
+		return nil
+	case "help", "--help", "-help", "-h":
+		return usage(stdout)
+	default:
+		fmt.Fprintf(stderr, "populator: unknown command %q\n\n", cmd)
+		_ = usage(stderr)
+		return exitError{exitBadConfig}
+	}
+}
+
+func buildVersion() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
+}
+
+func usage(w io.Writer) error {
+	fmt.Fprint(w, `Usage: populator [command]
+
+Commands:
+  run       poll the Statsig CDN and keep Redis current until SIGTERM/SIGINT (default)
+  once      run one full cycle for every key; exit 0 when all are current in Redis, 1 otherwise
+  version   print the version
+  help      this text
+
+`)
+	return usageEnv(w)
+}

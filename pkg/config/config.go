@@ -1,0 +1,321 @@
+// Package config turns the worker's environment variables into a typed,
+// validated Config. Parsing never stops at the first mistake: every problem is
+// collected and reported at once, and no message repeats a secret (SDK keys
+// appear redacted, Redis URLs and passwords not at all).
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"github.com/rs/zerolog"
+
+	"github.com/statsig-populator/statsig-populator/pkg/keys"
+)
+
+// Env is the environment as envconfig reads it. Every setting is text here so
+// that Parse can report all problems together; the names are the user
+// interface and never change.
+type Env struct {
+	SDKKeys              string `envconfig:"STATSIG_SERVER_SDK_KEYS" desc:"server secret keys, separated by commas, spaces or newlines"`
+	SDKKeysFile          string `envconfig:"STATSIG_SERVER_SDK_KEYS_FILE" desc:"file with one key per line (# comments); merged with STATSIG_SERVER_SDK_KEYS"`
+	APIURL               string `envconfig:"STATSIG_API_URL" default:"https://api.statsigcdn.com" desc:"CDN base URL"`
+	DCSVersions          string `envconfig:"STATSIG_DCS_VERSIONS" default:"v1,v2" desc:"payload formats to fetch: v1 (legacy SDKs), v2 (server-core SDKs)"`
+	PollInterval         string `envconfig:"POLL_INTERVAL" default:"10s" desc:"how often each key is polled (±10% jitter)"`
+	PollConcurrency      string `envconfig:"POLL_CONCURRENCY" default:"64" desc:"max CDN requests in flight"`
+	FetchTimeout         string `envconfig:"FETCH_TIMEOUT" default:"30s" desc:"timeout of one whole CDN request"`
+	MaxPayloadBytes      string `envconfig:"MAX_PAYLOAD_BYTES" default:"268435456" desc:"larger payloads are rejected, not written"`
+	RedisURL             string `envconfig:"REDIS_URL" default:"redis://127.0.0.1:6379/0" desc:"redis:// or rediss:// URL; user and password allowed"`
+	RedisKeyPrefix       string `envconfig:"REDIS_KEY_PREFIX" desc:"prepended to every key written"`
+	RedisKeySchemas      string `envconfig:"REDIS_KEY_SCHEMAS" default:"hashed,prefix" desc:"last key segment: hashed = base64(sha256(key)), prefix = first 20 characters"`
+	RedisKeyTTL          string `envconfig:"REDIS_KEY_TTL" default:"0" desc:"0 = keys never expire; else refreshed after every successful poll"`
+	DeleteOnUnauthorized string `envconfig:"DELETE_ON_UNAUTHORIZED" default:"false" desc:"on 401/403 delete that key's entries"`
+	LogLevel             string `envconfig:"LOG_LEVEL" default:"info" desc:"trace, debug, info, warn or error"`
+	LogFormat            string `envconfig:"LOG_FORMAT" default:"json" desc:"json, or console for humans"`
+}
+
+// Config is the validated configuration.
+type Config struct {
+	SDKKeys              []keys.SDKKey
+	SDKKeysFile          string
+	APIURL               string
+	Versions             []keys.Version
+	PollInterval         time.Duration
+	PollConcurrency      int
+	FetchTimeout         time.Duration
+	MaxPayloadBytes      int64
+	RedisURL             string
+	KeyPrefix            string
+	Schemas              []keys.Schema
+	KeyTTL               time.Duration
+	DeleteOnUnauthorized bool
+	LogLevel             zerolog.Level
+	LogFormat            string
+}
+
+// Problem is one thing wrong with the configuration.
+type Problem struct {
+	Var string // the environment variable
+	Msg string
+}
+
+// Problems is every thing wrong with the configuration, in variable order.
+type Problems []Problem
+
+func (p Problems) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "invalid configuration (%d problem", len(p))
+	if len(p) != 1 {
+		b.WriteString("s")
+	}
+	b.WriteString("):")
+	for _, pr := range p {
+		fmt.Fprintf(&b, "\n  - %s: %s", pr.Var, pr.Msg)
+	}
+	return b.String()
+}
+
+// Load reads the process environment and validates it. A non-nil error is
+// Problems (or an envconfig failure, which cannot happen with text fields).
+func Load() (Config, error) {
+	var env Env
+	if err := processEnv(&env); err != nil {
+		return Config{}, err
+	}
+	return env.Parse(os.ReadFile)
+}
+
+func processEnv(env *Env) error { return envconfig.Process("", env) }
+
+// Usage writes a table of every variable with its default and meaning.
+func Usage(w io.Writer) error {
+	return envconfig.Usagef("", &Env{}, w, usageFormat)
+}
+
+const usageFormat = `Environment variables:
+{{range .}}  {{usage_key .}}{{if usage_default .}} (default {{usage_default .}}){{end}}
+      {{usage_description .}}
+{{end}}`
+
+// Parse validates env. readFile reads STATSIG_SERVER_SDK_KEYS_FILE (os.ReadFile
+// outside tests).
+func (env Env) Parse(readFile func(string) ([]byte, error)) (Config, error) {
+	var (
+		c    Config
+		errs Problems
+	)
+	add := func(v, format string, args ...any) { errs = append(errs, Problem{v, fmt.Sprintf(format, args...)}) }
+
+	// Keys: both sources, merged, deduplicated, in order of appearance.
+	seen := map[string]bool{}
+	addKeys := func(v, origin, text string) {
+		for i, raw := range splitList(text) {
+			k, err := keys.Parse(raw)
+			if err != nil {
+				add(v, "%s %d: %v", origin, i+1, err)
+				continue
+			}
+			if !seen[raw] {
+				seen[raw] = true
+				c.SDKKeys = append(c.SDKKeys, k)
+			}
+		}
+	}
+	addKeys("STATSIG_SERVER_SDK_KEYS", "key", env.SDKKeys)
+	if env.SDKKeysFile != "" {
+		c.SDKKeysFile = env.SDKKeysFile
+		data, err := readFile(env.SDKKeysFile)
+		if err != nil {
+			add("STATSIG_SERVER_SDK_KEYS_FILE", "cannot read %s: %v", env.SDKKeysFile, unwrapPathError(err))
+		} else {
+			addKeys("STATSIG_SERVER_SDK_KEYS_FILE", "key", StripComments(string(data)))
+		}
+	}
+	if len(c.SDKKeys) == 0 && !hasProblem(errs, "STATSIG_SERVER_SDK_KEYS") && !hasProblem(errs, "STATSIG_SERVER_SDK_KEYS_FILE") {
+		add("STATSIG_SERVER_SDK_KEYS", "no SDK key configured: set STATSIG_SERVER_SDK_KEYS or STATSIG_SERVER_SDK_KEYS_FILE")
+	}
+
+	if u, err := url.Parse(env.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+		add("STATSIG_API_URL", "%q is not an http(s) base URL such as https://api.statsigcdn.com", env.APIURL)
+	} else {
+		c.APIURL = strings.TrimRight(env.APIURL, "/")
+	}
+
+	for _, s := range dedupe(splitList(env.DCSVersions)) {
+		v, err := keys.ParseVersion(s)
+		if err != nil {
+			add("STATSIG_DCS_VERSIONS", "%v", err)
+			continue
+		}
+		c.Versions = append(c.Versions, v)
+	}
+	if len(c.Versions) == 0 && !hasProblem(errs, "STATSIG_DCS_VERSIONS") {
+		add("STATSIG_DCS_VERSIONS", "at least one of v1, v2 is needed")
+	}
+
+	c.PollInterval = duration(add, "POLL_INTERVAL", env.PollInterval, 100*time.Millisecond, 24*time.Hour)
+	c.FetchTimeout = duration(add, "FETCH_TIMEOUT", env.FetchTimeout, 100*time.Millisecond, time.Hour)
+	c.PollConcurrency = int(integer(add, "POLL_CONCURRENCY", env.PollConcurrency, 1, 10000))
+	c.MaxPayloadBytes = integer(add, "MAX_PAYLOAD_BYTES", env.MaxPayloadBytes, 1024, 4<<30)
+
+	c.RedisURL = env.RedisURL
+	if msg := checkRedisURL(env.RedisURL); msg != "" {
+		add("REDIS_URL", "%s", msg)
+	}
+	c.KeyPrefix = env.RedisKeyPrefix
+	for _, s := range dedupe(splitList(env.RedisKeySchemas)) {
+		sc, err := keys.ParseSchema(s)
+		if err != nil {
+			add("REDIS_KEY_SCHEMAS", "%v", err)
+			continue
+		}
+		c.Schemas = append(c.Schemas, sc)
+	}
+	if len(c.Schemas) == 0 && !hasProblem(errs, "REDIS_KEY_SCHEMAS") {
+		add("REDIS_KEY_SCHEMAS", "at least one of hashed, prefix is needed")
+	}
+	if env.RedisKeyTTL == "0" {
+		c.KeyTTL = 0
+	} else {
+		c.KeyTTL = duration(add, "REDIS_KEY_TTL", env.RedisKeyTTL, time.Second, 365*24*time.Hour)
+	}
+	c.DeleteOnUnauthorized = boolean(add, "DELETE_ON_UNAUTHORIZED", env.DeleteOnUnauthorized)
+
+	if lvl, err := zerolog.ParseLevel(strings.ToLower(env.LogLevel)); err != nil || env.LogLevel == "" {
+		add("LOG_LEVEL", "%q is not one of trace, debug, info, warn, error", env.LogLevel)
+	} else {
+		c.LogLevel = lvl
+	}
+	switch f := strings.ToLower(env.LogFormat); f {
+	case "json", "console":
+		c.LogFormat = f
+	default:
+		add("LOG_FORMAT", "%q is not json or console", env.LogFormat)
+	}
+
+	if len(errs) > 0 {
+		sort.SliceStable(errs, func(i, j int) bool { return varOrder[errs[i].Var] < varOrder[errs[j].Var] })
+		return Config{}, errs
+	}
+	return c, nil
+}
+
+// varOrder sorts problems in the order of Env's fields.
+var varOrder = func() map[string]int {
+	m := map[string]int{}
+	for i, name := range []string{"STATSIG_SERVER_SDK_KEYS", "STATSIG_SERVER_SDK_KEYS_FILE", "STATSIG_API_URL", "STATSIG_DCS_VERSIONS",
+		"POLL_INTERVAL", "POLL_CONCURRENCY", "FETCH_TIMEOUT", "MAX_PAYLOAD_BYTES", "REDIS_URL", "REDIS_KEY_PREFIX",
+		"REDIS_KEY_SCHEMAS", "REDIS_KEY_TTL", "DELETE_ON_UNAUTHORIZED", "LOG_LEVEL", "LOG_FORMAT"} {
+		m[name] = i
+	}
+	return m
+}()
+
+// checkRedisURL validates a Redis URL without ever quoting it: it may hold a
+// password.
+func checkRedisURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "not a valid URL (its text is not shown: it may contain a password)"
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return fmt.Sprintf("scheme %q is not redis:// or rediss://", u.Scheme)
+	}
+	if u.Host == "" {
+		return "no host"
+	}
+	if p := strings.Trim(u.Path, "/"); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 0 {
+			return fmt.Sprintf("path %q is not a database number", u.Path)
+		}
+	}
+	return ""
+}
+
+// StripComments removes everything from a '#' to the end of its line.
+func StripComments(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		if j := strings.IndexByte(l, '#'); j >= 0 {
+			lines[i] = l[:j]
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// splitList splits on commas and any white space, dropping empty items.
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool {
+		return r == ',' || r == ' ' || r == '\n' || r == '\r' || r == '\t'
+	})
+}
+
+func dedupe(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		s = strings.ToLower(s)
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func hasProblem(p Problems, v string) bool {
+	for _, pr := range p {
+		if pr.Var == v {
+			return true
+		}
+	}
+	return false
+}
+
+type addFunc func(v, format string, args ...any)
+
+func duration(add addFunc, v, s string, min, max time.Duration) time.Duration {
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		add(v, "%q is not a duration (examples: 500ms, 10s, 5m)", s)
+	case d < min || d > max:
+		add(v, "%s is outside %s…%s", d, min, max)
+	}
+	return d
+}
+
+func integer(add addFunc, v, s string, min, max int64) int64 {
+	n, err := strconv.ParseInt(s, 10, 64)
+	switch {
+	case err != nil:
+		add(v, "%q is not a whole number", s)
+	case n < min || n > max:
+		add(v, "%d is outside %d…%d", n, min, max)
+	}
+	return n
+}
+
+func boolean(add addFunc, v, s string) bool {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		add(v, "%q is not true or false", s)
+	}
+	return b
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

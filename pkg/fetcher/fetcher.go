@@ -1,0 +1,277 @@
+// Package fetcher is the worker's client of the Statsig CDN: one conditional
+// GET of a download_config_specs payload, its validation, and the
+// classification of every possible answer into an Outcome that the scheduler
+// acts on. It never retries by itself and keeps no state between calls.
+package fetcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/statsig-populator/statsig-populator/pkg/keys"
+)
+
+// Outcome classifies one fetch.
+type Outcome int
+
+const (
+	// Updated: a complete, validated payload in Result.Payload.
+	Updated Outcome = iota
+	// NoUpdate: the CDN has nothing newer than sinceTime. Nothing to store.
+	NoUpdate
+	// Unauthorized: 401 or 403; the key is invalid, revoked or of the wrong type.
+	Unauthorized
+	// RateLimited: 429.
+	RateLimited
+	// Transient: network errors, timeouts, 408, 5xx: worth another try soon.
+	Transient
+	// Rejected: an answer we must not store (bad payload, protobuf, delta,
+	// unknown encoding, too large) or an unexpected status code.
+	Rejected
+)
+
+var outcomeNames = [...]string{"updated", "no_update", "unauthorized", "rate_limited", "transient", "rejected"}
+
+func (o Outcome) String() string { return outcomeNames[o] }
+
+// Result is everything the scheduler needs to know about one fetch.
+type Result struct {
+	Outcome Outcome
+	// Class refines the outcome for metrics and logs, e.g. "http_503",
+	// "timeout", "invalid_payload:wrong_shape". Empty for successes.
+	Class string
+	// Status is the HTTP status code, 0 when no response arrived.
+	Status int
+	// Body is the exact decompressed payload when Outcome is Updated.
+	Body []byte
+	Meta Meta
+	// Cursor is the lcut to send as sinceTime next time: the x-since-time
+	// header when valid, else the body time. 0 when unknown.
+	Cursor int64
+	// HeaderMismatch is set when x-since-time and the body time disagree.
+	HeaderMismatch bool
+	// RetryAfter is the server's Retry-After on a 429 or 503, 0 when absent.
+	RetryAfter time.Duration
+	// Err describes a failure; it never contains the SDK key.
+	Err error
+}
+
+// Options configure a Client.
+type Options struct {
+	BaseURL         string // e.g. https://api.statsigcdn.com, no trailing slash needed
+	Timeout         time.Duration
+	MaxPayloadBytes int64
+	UserAgent       string
+	// Transport overrides the HTTP transport (proxy, extra CAs); nil means
+	// NewTransport(concurrency 64).
+	Transport http.RoundTripper
+}
+
+// Client fetches payloads. It is safe for concurrent use.
+type Client struct {
+	base    string
+	timeout time.Duration
+	max     int64
+	ua      string
+	http    *http.Client
+}
+
+// New returns a Client.
+func New(o Options) *Client {
+	rt := o.Transport
+	if rt == nil {
+		rt = NewTransport(64)
+	}
+	return &Client{
+		base:    strings.TrimRight(o.BaseURL, "/"),
+		timeout: o.Timeout,
+		max:     o.MaxPayloadBytes,
+		ua:      o.UserAgent,
+		http: &http.Client{
+			Transport: rt,
+			// The CDN does not redirect; following one could send the key
+			// somewhere else.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+}
+
+// NewTransport is the HTTP transport the worker uses: keep-alive connections
+// for up to maxConns parallel requests, HTTP/2 where the server offers it,
+// proxies from HTTPS_PROXY/NO_PROXY, 10 s to connect and to get response headers
+// (the whole request is bounded by the Client timeout). It leaves
+// Accept-Encoding to net/http, which asks for gzip and decodes it itself.
+func NewTransport(maxConns int) *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          maxConns,
+		MaxIdleConnsPerHost:   maxConns,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 10 * time.Second,
+	}
+}
+
+// URL is the CDN address of k's payload of version v, without the query.
+func (c *Client) URL(k keys.SDKKey, v keys.Version) string {
+	return c.base + v.DCSPath() + "/" + url.PathEscape(k.Reveal()) + ".json"
+}
+
+// Fetch asks for k's payload of version v. sinceTime > 0 makes the request
+// conditional: the CDN answers "no updates" unless its lcut is newer.
+func (c *Client) Fetch(ctx context.Context, k keys.SDKKey, v keys.Version, sinceTime int64) Result {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	u := c.URL(k, v)
+	if sinceTime > 0 {
+		u += "?sinceTime=" + strconv.FormatInt(sinceTime, 10)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return c.failure(k, Rejected, "bad_request", 0, err)
+	}
+	req.Header.Set("User-Agent", c.ua)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return c.networkFailure(ctx, k, err)
+	}
+	defer resp.Body.Close()
+	res := c.classify(ctx, k, v, resp)
+	if res.Outcome != Updated {
+		// Drain a little so the connection can be reused; never a big body.
+		_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	}
+	return res
+}
+
+func (c *Client) classify(ctx context.Context, k keys.SDKKey, v keys.Version, resp *http.Response) Result {
+	st := resp.StatusCode
+	switch {
+	case st == http.StatusUnauthorized || st == http.StatusForbidden:
+		return c.failure(k, Unauthorized, "http_"+strconv.Itoa(st), st, fmt.Errorf("CDN answered %d: key is invalid, revoked or not a server key", st))
+	case st == http.StatusTooManyRequests:
+		r := c.failure(k, RateLimited, "http_429", st, errors.New("CDN answered 429: rate limited"))
+		r.RetryAfter = retryAfter(resp.Header.Get("Retry-After"))
+		return r
+	case st == http.StatusRequestTimeout || st >= 500 && st != http.StatusNotImplemented:
+		r := c.failure(k, Transient, "http_"+strconv.Itoa(st), st, fmt.Errorf("CDN answered %d", st))
+		r.RetryAfter = retryAfter(resp.Header.Get("Retry-After"))
+		return r
+	case st != http.StatusOK:
+		// 204 and 304 are not part of the protocol; 400, 404, 501 and the rest
+		// are not fixed by asking again soon.
+		return c.failure(k, Rejected, "http_"+strconv.Itoa(st), st, fmt.Errorf("CDN answered %d", st))
+	}
+
+	if reason := refusedFormat(resp); reason != "" {
+		return c.failure(k, Rejected, "unsupported_format", st, errors.New(reason))
+	}
+	headerLcut, headerOK := parseHeaderLcut(resp.Header.Get("X-Since-Time"))
+	if strings.EqualFold(resp.Header.Get("X-Cache-Hit"), "true") {
+		return Result{Outcome: NoUpdate, Status: st, Cursor: headerLcut}
+	}
+	if resp.ContentLength > c.max {
+		return c.failure(k, Rejected, "too_large", st, fmt.Errorf("payload of %d bytes exceeds MAX_PAYLOAD_BYTES (%d)", resp.ContentLength, c.max))
+	}
+	body, err := readAll(resp.Body, c.max, resp.ContentLength)
+	if err != nil {
+		if errors.Is(err, errTooLarge) {
+			return c.failure(k, Rejected, "too_large", st, fmt.Errorf("payload exceeds MAX_PAYLOAD_BYTES (%d)", c.max))
+		}
+		return c.networkFailure(ctx, k, fmt.Errorf("reading body: %w", err))
+	}
+	meta, err := Validate(body, v, k.HashedSDKKeyUsed())
+	if err == errNoUpdate {
+		return Result{Outcome: NoUpdate, Status: st, Cursor: headerLcut}
+	}
+	if err != nil {
+		var ip *InvalidPayloadError
+		errors.As(err, &ip)
+		return c.failure(k, Rejected, "invalid_payload:"+ip.Reason, st, err)
+	}
+	res := Result{Outcome: Updated, Status: st, Body: body, Meta: meta, Cursor: meta.Time}
+	if headerOK {
+		res.Cursor = headerLcut
+		res.HeaderMismatch = headerLcut != meta.Time
+	}
+	return res
+}
+
+// refusedFormat names why a 200 response is not JSON we can store, or "".
+func refusedFormat(resp *http.Response) string {
+	if ct := resp.Header.Get("Content-Type"); ct != "" {
+		mt, _, _ := mime.ParseMediaType(ct)
+		if mt == "application/octet-stream" || strings.Contains(mt, "protobuf") {
+			return "CDN answered " + mt + " (protobuf); only JSON is stored"
+		}
+	}
+	// net/http removes Content-Encoding when it decoded gzip itself; anything
+	// left (statsig-br, br, zstd, deflate) is an encoding we never asked for.
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return "CDN answered Content-Encoding " + ce + ", which was not asked for"
+	}
+	if strings.EqualFold(resp.Header.Get("X-Deltas-Used"), "true") {
+		return "CDN answered a delta (x-deltas-used), not a complete payload"
+	}
+	return ""
+}
+
+func parseHeaderLcut(s string) (int64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	return n, true
+}
+
+func retryAfter(s string) time.Duration {
+	if s == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(strings.TrimSpace(s)); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(s); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+func (c *Client) networkFailure(ctx context.Context, k keys.SDKKey, err error) Result {
+	class := "network"
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		class = "timeout"
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		class = "canceled"
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err // its message repeats the URL, which holds the key
+	}
+	return c.failure(k, Transient, class, 0, err)
+}
+
+// failure builds a failed Result whose error text cannot contain the key.
+func (c *Client) failure(k keys.SDKKey, o Outcome, class string, status int, err error) Result {
+	msg := strings.ReplaceAll(err.Error(), k.Reveal(), k.Redacted())
+	msg = strings.ReplaceAll(msg, url.PathEscape(k.Reveal()), k.Redacted())
+	return Result{Outcome: o, Class: class, Status: status, Err: errors.New(msg)}
+}

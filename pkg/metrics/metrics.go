@@ -1,0 +1,198 @@
+// Package metrics defines the worker's Prometheus metrics, all named
+// statsig_populator_*. No label ever carries an SDK key; per-key series exist
+// only when PerKey is enabled, and then only under the redacted key name.
+package metrics
+
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+const ns = "statsig_populator"
+
+// Metrics holds every collector. A nil *Metrics is valid and records nothing,
+// so units can run without a registry.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	fetches         *prometheus.CounterVec
+	fetchDuration   *prometheus.HistogramVec
+	writes          *prometheus.CounterVec
+	payloadBytes    *prometheus.HistogramVec
+	writtenBytes    *prometheus.CounterVec
+	propagation     *prometheus.HistogramVec
+	invalidPayloads *prometheus.CounterVec
+	lcutMismatch    *prometheus.CounterVec
+	redisErrors     *prometheus.CounterVec
+	leader          prometheus.Gauge
+	keysConfigured  prometheus.Gauge
+	perKeyLcut      *prometheus.GaugeVec // nil unless per-key series are enabled
+}
+
+// New registers every collector (plus the Go and process collectors) on a new
+// registry. perKey adds statsig_populator_key_lcut_seconds{key,version} with
+// redacted key names.
+func New(perKey bool) *Metrics {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &Metrics{
+		Registry: r,
+		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "fetches_total",
+			Help: "CDN fetches by payload version and outcome (updated, no_update, unauthorized, or an error class)."},
+			[]string{"version", "outcome"}),
+		fetchDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "fetch_duration_seconds",
+			Help:    "Duration of CDN fetches, body download and validation included.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"version"}),
+		writes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "writes_total",
+			Help: "Payload writes per Redis key by outcome: written, unchanged (Redis already current), stale_skipped (Redis held a newer or equal lcut), not_leader, error."},
+			[]string{"version", "outcome"}),
+		payloadBytes: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "payload_bytes",
+			Help:    "Size of complete payloads received (decompressed).",
+			Buckets: prometheus.ExponentialBuckets(1024, 4, 10)}, []string{"version"}),
+		writtenBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "written_bytes_total",
+			Help: "Payload bytes written to Redis."}, []string{"version"}),
+		propagation: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "propagation_delay_seconds",
+			Help:    "Time from a config change (its lcut) to its write into Redis.",
+			Buckets: []float64{.1, .25, .5, 1, 2.5, 5, 10, 15, 20, 30, 60, 120, 300}}, []string{"version"}),
+		invalidPayloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "invalid_payloads_total",
+			Help: "Responses refused before anything was written, by reason."}, []string{"version", "reason"}),
+		lcutMismatch: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "lcut_header_mismatch_total",
+			Help: "Full payloads whose x-since-time header differs from the body time."}, []string{"version"}),
+		redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "redis_errors_total",
+			Help: "Failed Redis operations by operation."}, []string{"op"}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "leader",
+			Help: "1 while this replica holds the writer lease (or leader election is off), else 0."}),
+		keysConfigured: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "keys_configured",
+			Help: "SDK keys currently configured."}),
+	}
+	r.MustRegister(m.fetches, m.fetchDuration, m.writes, m.payloadBytes, m.writtenBytes, m.propagation,
+		m.invalidPayloads, m.lcutMismatch, m.redisErrors, m.leader, m.keysConfigured)
+	if perKey {
+		m.perKeyLcut = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "key_lcut_seconds",
+			Help: "lcut held in Redis per key (redacted) and version, as a Unix time."}, []string{"key", "version"})
+		r.MustRegister(m.perKeyLcut)
+	}
+	return m
+}
+
+// FetchOutcomeLabel maps a fetch class to a bounded label value: HTTP codes
+// collapse into http_4xx/http_5xx except the ones that matter alone.
+func FetchOutcomeLabel(class string) string {
+	switch {
+	case strings.HasPrefix(class, "invalid_payload"):
+		return "invalid_payload"
+	case class == "http_429", class == "http_401", class == "http_403", class == "http_408":
+		return class
+	case strings.HasPrefix(class, "http_5"):
+		return "http_5xx"
+	case strings.HasPrefix(class, "http_"):
+		return "http_4xx"
+	}
+	return class
+}
+
+// Fetch records one fetch.
+func (m *Metrics) Fetch(version, outcome string, seconds float64) {
+	if m == nil {
+		return
+	}
+	m.fetches.WithLabelValues(version, outcome).Inc()
+	m.fetchDuration.WithLabelValues(version).Observe(seconds)
+}
+
+// Payload records a received complete payload.
+func (m *Metrics) Payload(version string, size int) {
+	if m == nil {
+		return
+	}
+	m.payloadBytes.WithLabelValues(version).Observe(float64(size))
+}
+
+// Write records the outcome of one Redis key write; bytes > 0 when written.
+func (m *Metrics) Write(version, outcome string, bytes int) {
+	if m == nil {
+		return
+	}
+	m.writes.WithLabelValues(version, outcome).Inc()
+	if bytes > 0 {
+		m.writtenBytes.WithLabelValues(version).Add(float64(bytes))
+	}
+}
+
+// Propagation records the delay from lcut to write.
+func (m *Metrics) Propagation(version string, seconds float64) {
+	if m == nil {
+		return
+	}
+	m.propagation.WithLabelValues(version).Observe(seconds)
+}
+
+// Invalid records a refused response.
+func (m *Metrics) Invalid(version, reason string) {
+	if m == nil {
+		return
+	}
+	m.invalidPayloads.WithLabelValues(version, reason).Inc()
+}
+
+// LcutMismatch records an x-since-time/body time disagreement.
+func (m *Metrics) LcutMismatch(version string) {
+	if m == nil {
+		return
+	}
+	m.lcutMismatch.WithLabelValues(version).Inc()
+}
+
+// RedisError records a failed Redis operation.
+func (m *Metrics) RedisError(op string) {
+	if m == nil {
+		return
+	}
+	m.redisErrors.WithLabelValues(op).Inc()
+}
+
+// SetLeader sets the leader gauge.
+func (m *Metrics) SetLeader(leader bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if leader {
+		v = 1
+	}
+	m.leader.Set(v)
+}
+
+// SetKeys sets the number of configured keys.
+func (m *Metrics) SetKeys(n int) {
+	if m == nil {
+		return
+	}
+	m.keysConfigured.Set(float64(n))
+}
+
+// KeyLcut sets the per-key lcut gauge when per-key series are enabled.
+func (m *Metrics) KeyLcut(redactedKey, version string, lcutMillis int64) {
+	if m == nil || m.perKeyLcut == nil {
+		return
+	}
+	m.perKeyLcut.WithLabelValues(redactedKey, version).Set(float64(lcutMillis) / 1000)
+}
+
+// ForgetKey removes a key's per-key series.
+func (m *Metrics) ForgetKey(redactedKey, version string) {
+	if m == nil || m.perKeyLcut == nil {
+		return
+	}
+	m.perKeyLcut.DeleteLabelValues(redactedKey, version)
+}
+
+// RegisterGaugeFunc adds a gauge computed at scrape time.
+func (m *Metrics) RegisterGaugeFunc(name, help string, f func() float64) {
+	if m == nil {
+		return
+	}
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: name, Help: help}, f))
+}

@@ -1,0 +1,98 @@
+package poller
+
+import (
+	"time"
+
+	"github.com/statsig-populator/statsig-populator/pkg/writer"
+)
+
+// The scheduler's decisions, as pure functions of state and observations.
+
+// sinceTime decides what to ask the CDN for: the cursor (a conditional fetch)
+// only when every target key still holds at least what we last confirmed
+// there. A missing key or an older lcut (a flush, a restart without
+// persistence, an eviction, a failover to a stale replica) means 0: fetch the
+// whole payload so it can be rewritten.
+func sinceTime(cursor, confirmed int64, stored []writer.Stored) int64 {
+	if cursor <= 0 || confirmed <= 0 {
+		return 0
+	}
+	for _, s := range stored {
+		if !s.Present() || s.Lcut < confirmed {
+			return 0
+		}
+	}
+	return cursor
+}
+
+// needsWrite reports, per target, whether Redis holds less than lcut there
+// and so should be written. The write script re-checks atomically; this only
+// spares Redis payloads it would refuse anyway.
+func needsWrite(lcut int64, stored []writer.Stored) []bool {
+	out := make([]bool, len(stored))
+	for i, s := range stored {
+		out[i] = !s.Present() || s.Lcut < lcut
+	}
+	return out
+}
+
+// kind is what a poll's outcome means for scheduling.
+type kind int
+
+const (
+	kindSuccess      kind = iota // updated or confirmed current: the normal interval
+	kindRetry                    // transient or refused: exponential backoff
+	kindRedisRetry               // Redis failed: backoff, but never longer than the interval
+	kindRateLimited              // 429: back off further
+	kindUnauthorized             // 401/403: re-check rarely
+	kindNotPolled                // not our turn (not leader, shutting down): the normal interval
+)
+
+const (
+	// UnauthorizedRecheck is how often a key the CDN refuses is asked again.
+	UnauthorizedRecheck = 5 * time.Minute
+	// Patience is how long a key may keep failing before its retries are
+	// allowed to fall behind the poll interval. Shorter faults heal within an
+	// interval or two of ending; longer ones back off to spare a CDN in trouble.
+	Patience = 5 * time.Minute
+	// MaxBackoff caps the delay after repeated transient failures.
+	MaxBackoff = 3 * time.Minute
+	// MaxRateLimitDelay caps the delay after 429s (Retry-After included).
+	MaxRateLimitDelay = 10 * time.Minute
+)
+
+// nextDelay is the time until a job's next poll. backoff is the next value of
+// the job's exponential backoff (1 s doubling up to MaxBackoff, with its own
+// jitter), retryAfter the server's Retry-After (0 if none), failingFor how
+// long the key's current run of failures has lasted, and u a uniform random
+// number in [0,1) for the ±10% jitter that keeps keys from polling in
+// lockstep.
+func nextDelay(k kind, interval, backoff, retryAfter, failingFor time.Duration, u float64) time.Duration {
+	jittered := func(d time.Duration) time.Duration {
+		return time.Duration(float64(d) * (0.9 + 0.2*u))
+	}
+	patient := failingFor < Patience
+	switch k {
+	case kindRetry:
+		d := backoff
+		if patient {
+			d = min(d, jittered(interval))
+		}
+		return max(d, retryAfter)
+	case kindRedisRetry:
+		// Redis is ours, not upstream's: retrying costs the CDN nothing, and a
+		// Redis that comes back must be refilled within an interval.
+		return min(backoff, jittered(interval))
+	case kindRateLimited:
+		// Always at least a whole interval, and Retry-After when given.
+		d := max(retryAfter, jittered(interval))
+		if !patient {
+			d = max(d, 4*backoff)
+		}
+		return min(d, max(MaxRateLimitDelay, interval))
+	case kindUnauthorized:
+		return jittered(max(UnauthorizedRecheck, interval))
+	default:
+		return jittered(interval)
+	}
+}

@@ -1,0 +1,112 @@
+package poller
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/statsig-populator/statsig-populator/pkg/writer"
+)
+
+func st(lcut int64) writer.Stored {
+	if lcut == 0 {
+		return writer.Stored{}
+	}
+	return writer.Stored{Lcut: lcut, Size: 100}
+}
+
+func TestSinceTime(t *testing.T) {
+	bad := writer.Stored{Err: errors.New("WRONGTYPE")}
+	cases := []struct {
+		name              string
+		cursor, confirmed int64
+		stored            []writer.Stored
+		want              int64
+	}{
+		{"first poll", 0, 0, []writer.Stored{st(500)}, 0},
+		{"never confirmed", 1000, 0, []writer.Stored{st(1000)}, 0},
+		{"steady state", 1000, 1000, []writer.Stored{st(1000), st(1000)}, 1000},
+		{"another writer went ahead", 1000, 1000, []writer.Stored{st(2000), st(1000)}, 1000},
+		{"header cursor ahead of body time", 1200, 1000, []writer.Stored{st(1000)}, 1200},
+		{"flushed", 1000, 1000, []writer.Stored{st(0), st(0)}, 0},
+		{"one target evicted", 1000, 1000, []writer.Stored{st(1000), st(0)}, 0},
+		{"failover to a stale replica", 1000, 1000, []writer.Stored{st(900), st(1000)}, 0},
+		{"unreadable target", 1000, 1000, []writer.Stored{st(1000), bad}, 0},
+		{"hash with lcut but no payload", 1000, 1000, []writer.Stored{{Lcut: 1000}}, 0},
+	}
+	for _, c := range cases {
+		if got := sinceTime(c.cursor, c.confirmed, c.stored); got != c.want {
+			t.Errorf("%s: sinceTime = %d, want %d", c.name, got, c.want)
+		}
+	}
+}
+
+func TestNeedsWrite(t *testing.T) {
+	got := needsWrite(1000, []writer.Stored{st(0), st(999), st(1000), st(5000), {Err: errors.New("x")}})
+	want := []bool{true, true, false, false, true}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("target %d: needsWrite = %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestNextDelay(t *testing.T) {
+	const iv = 10 * time.Second
+	const long = Patience + time.Second
+	cases := []struct {
+		name       string
+		k          kind
+		backoff    time.Duration
+		retryAfter time.Duration
+		failingFor time.Duration
+		u          float64
+		want       time.Duration
+	}{
+		{"success, lowest jitter", kindSuccess, 0, 0, 0, 0, 9 * time.Second},
+		{"success, middle", kindSuccess, 0, 0, 0, 0.5, 10 * time.Second},
+		{"success, highest jitter", kindSuccess, 0, 0, 0, 0.999999, 11*time.Second - 20*time.Microsecond},
+		{"not polled keeps the cadence", kindNotPolled, 0, 0, 0, 0.5, 10 * time.Second},
+		{"retry follows backoff", kindRetry, 2 * time.Second, 0, 0, 0.5, 2 * time.Second},
+		{"young failure: retry within the interval", kindRetry, time.Minute, 0, time.Minute, 0.5, 10 * time.Second},
+		{"old failure: backoff beyond the interval", kindRetry, time.Minute, 0, long, 0.5, time.Minute},
+		{"retry honours Retry-After", kindRetry, 2 * time.Second, 30 * time.Second, 0, 0.5, 30 * time.Second},
+		{"redis retry is short", kindRedisRetry, time.Second, 0, 0, 0.5, time.Second},
+		{"redis retry never exceeds the interval", kindRedisRetry, 3 * time.Minute, 0, long, 0.5, 10 * time.Second},
+		{"429 waits a whole interval", kindRateLimited, time.Second, 0, 0, 0.5, 10 * time.Second},
+		{"429 honours Retry-After", kindRateLimited, time.Second, 2 * time.Minute, 0, 0.5, 2 * time.Minute},
+		{"persistent 429 backs off 4x further than errors", kindRateLimited, 30 * time.Second, 0, long, 0.5, 2 * time.Minute},
+		{"429 is capped", kindRateLimited, 3 * time.Minute, time.Hour, long, 0.5, MaxRateLimitDelay},
+		{"unauthorized rechecks every 5 minutes", kindUnauthorized, 0, 0, 0, 0.5, 5 * time.Minute},
+	}
+	for _, c := range cases {
+		got := nextDelay(c.k, iv, c.backoff, c.retryAfter, c.failingFor, c.u)
+		if d := got - c.want; d > time.Millisecond || d < -time.Millisecond {
+			t.Errorf("%s: nextDelay = %v, want %v", c.name, got, c.want)
+		}
+	}
+	// The unauthorized recheck never comes sooner than the interval.
+	if got := nextDelay(kindUnauthorized, time.Hour, 0, 0, 0, 0.5); got != time.Hour {
+		t.Errorf("unauthorized with a 1h interval: %v", got)
+	}
+}
+
+// Retryable failures back off exponentially, with jitter, up to the cap.
+func TestBackoffGrowsAndIsCapped(t *testing.T) {
+	p := New(Options{Interval: 10 * time.Second}, nil, nil, nopLogger(), nil)
+	j := p.newJob(testKey, "v1")
+	var last time.Duration
+	for i := 0; i < 30; i++ {
+		d := j.backoff.NextBackOff()
+		if d > MaxBackoff+MaxBackoff/2 {
+			t.Fatalf("backoff %v exceeds the cap", d)
+		}
+		if i == 0 && (d < 500*time.Millisecond || d > 1500*time.Millisecond) {
+			t.Fatalf("first backoff %v, want about 1s", d)
+		}
+		last = d
+	}
+	if last < MaxBackoff/2 {
+		t.Fatalf("backoff after 30 failures is %v, want near %v", last, MaxBackoff)
+	}
+}

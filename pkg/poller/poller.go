@@ -1,0 +1,332 @@
+// Package poller keeps every configured (SDK key, payload version) current in
+// Redis. One loop owns the schedule: it wakes when polls are due, hands each
+// batch of due jobs to a goroutine that asks Redis what it holds (one
+// pipeline for the batch), then polls the CDN for each job under a
+// concurrency cap and writes what changed. Decisions (what to ask, what to
+// write, when to poll next) are the pure functions in decide.go.
+package poller
+
+import (
+	"container/heap"
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/statsig-populator/statsig-populator/pkg/fetcher"
+	"github.com/statsig-populator/statsig-populator/pkg/keys"
+	"github.com/statsig-populator/statsig-populator/pkg/metrics"
+	"github.com/statsig-populator/statsig-populator/pkg/writer"
+)
+
+// Fetcher is the CDN side (fetcher.Client).
+type Fetcher interface {
+	Fetch(ctx context.Context, k keys.SDKKey, v keys.Version, sinceTime int64) fetcher.Result
+}
+
+// Store is the Redis side (writer.Writer).
+type Store interface {
+	Inspect(ctx context.Context, keys []string) ([]writer.Stored, error)
+	Write(ctx context.Context, key string, lcut int64, payload []byte) (writer.WriteResult, error)
+	Touch(ctx context.Context, keys []string) error
+	TTL() time.Duration
+	Delete(ctx context.Context, keys []string) error
+}
+
+// Gate tells whether this replica may fetch and write now (leader election).
+type Gate interface {
+	Leading() bool
+}
+
+type alwaysLeading struct{}
+
+func (alwaysLeading) Leading() bool { return true }
+
+// Options configure a Poller.
+type Options struct {
+	Keys                 []keys.SDKKey
+	Versions             []keys.Version
+	Schemas              []keys.Schema
+	KeyPrefix            string
+	Interval             time.Duration
+	Concurrency          int
+	DeleteOnUnauthorized bool
+	// BatchWindow groups polls due within this window into one wake-up and one
+	// Redis round trip; default min(Interval/100, 20ms).
+	BatchWindow time.Duration
+	// RedisTimeout bounds each Redis operation; default 5s.
+	RedisTimeout time.Duration
+	// ShutdownGrace is how long Run waits for in-flight writes after its
+	// context ends; default 8s.
+	ShutdownGrace time.Duration
+	Gate          Gate
+}
+
+// Poller runs the polls.
+type Poller struct {
+	opt     Options
+	fetch   Fetcher
+	store   Store
+	log     zerolog.Logger
+	metrics *metrics.Metrics
+
+	mu   sync.Mutex // guards every job's status
+	jobs []*job
+}
+
+// job is one (SDK key, version) and its state. The schedule fields belong to
+// the loop; the rest is written by the one goroutine polling the job, under
+// Poller.mu so that Statuses can read it.
+type job struct {
+	key     keys.SDKKey
+	version keys.Version
+	targets []keys.Target
+	names   []string // targets' plain_text keys, for Inspect
+	backoff *backoff.ExponentialBackOff
+
+	next         time.Time
+	index        int       // in the heap; -1 when not in it
+	failingSince time.Time // start of the current run of failures; zero when healthy
+
+	st Status
+}
+
+// Status is what the worker knows about one key and version.
+type Status struct {
+	Key     string       `json:"key"` // redacted
+	Version keys.Version `json:"version"`
+	// Lcut is the lowest lcut the target keys held at the last successful
+	// poll: what every reader of this key can rely on.
+	Lcut int64 `json:"lcut"`
+	// Cursor is the sinceTime of the next conditional fetch.
+	Cursor              int64     `json:"cursor"`
+	LastOutcome         string    `json:"last_outcome"`
+	LastPoll            time.Time `json:"last_poll"`
+	LastSuccess         time.Time `json:"last_success"`
+	LastError           string    `json:"last_error,omitempty"`
+	ConsecutiveFailures int       `json:"consecutive_failures"`
+	NextPoll            time.Time `json:"next_poll"`
+	// Current is true when the last poll confirmed Redis holds the CDN's
+	// latest payload in every target key.
+	Current bool `json:"current"`
+	// Confirmed is true once Current has been true since start.
+	Confirmed    bool `json:"confirmed"`
+	Unauthorized bool `json:"unauthorized"`
+}
+
+// New returns a Poller for opt.Keys × opt.Versions.
+func New(opt Options, f Fetcher, s Store, log zerolog.Logger, m *metrics.Metrics) *Poller {
+	if opt.BatchWindow <= 0 {
+		opt.BatchWindow = min(opt.Interval/100, 20*time.Millisecond)
+	}
+	if opt.RedisTimeout <= 0 {
+		opt.RedisTimeout = 5 * time.Second
+	}
+	if opt.ShutdownGrace <= 0 {
+		opt.ShutdownGrace = 8 * time.Second
+	}
+	if opt.Concurrency <= 0 {
+		opt.Concurrency = 64
+	}
+	if opt.Gate == nil {
+		opt.Gate = alwaysLeading{}
+	}
+	p := &Poller{opt: opt, fetch: f, store: s, log: log, metrics: m}
+	for _, k := range opt.Keys {
+		for _, v := range opt.Versions {
+			p.jobs = append(p.jobs, p.newJob(k, v))
+		}
+	}
+	m.SetKeys(len(opt.Keys))
+	return p
+}
+
+func (p *Poller) newJob(k keys.SDKKey, v keys.Version) *job {
+	j := &job{key: k, version: v, targets: keys.Targets(p.opt.KeyPrefix, k, v, p.opt.Schemas), index: -1}
+	for _, t := range j.targets {
+		j.names = append(j.names, t.Key)
+	}
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = min(time.Second, p.opt.Interval)
+	b.Multiplier = 2
+	b.RandomizationFactor = 0.5
+	b.MaxInterval = max(MaxBackoff, p.opt.Interval)
+	b.MaxElapsedTime = 0 // never give up: the next poll is always scheduled
+	b.Reset()
+	j.backoff = b
+	j.st = Status{Key: k.Redacted(), Version: v}
+	return j
+}
+
+// Statuses returns a snapshot of every job's status.
+func (p *Poller) Statuses() []Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Status, len(p.jobs))
+	for i, j := range p.jobs {
+		out[i] = j.st
+	}
+	return out
+}
+
+// Run polls until ctx ends, then lets in-flight polls finish (fetches are
+// cancelled, writes complete) for at most ShutdownGrace.
+func (p *Poller) Run(ctx context.Context) error {
+	var (
+		h        jobHeap
+		done     = make(chan *job, len(p.jobs))
+		sem      = make(chan struct{}, p.opt.Concurrency)
+		inflight int
+		timer    = time.NewTimer(time.Hour)
+	)
+	defer timer.Stop()
+	now := time.Now()
+	for _, j := range p.jobs {
+		j.next = now
+		heap.Push(&h, j)
+	}
+	for {
+		wait := time.Hour
+		if len(h) > 0 {
+			wait = time.Until(h[0].next)
+		}
+		timer.Reset(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			return p.drain(done, inflight)
+		case j := <-done:
+			inflight--
+			heap.Push(&h, j)
+			continue
+		case <-timer.C:
+		}
+		horizon := time.Now().Add(p.opt.BatchWindow)
+		var batch []*job
+		for len(h) > 0 && !h[0].next.After(horizon) {
+			batch = append(batch, heap.Pop(&h).(*job))
+		}
+		if len(batch) > 0 {
+			inflight += len(batch)
+			go p.runBatch(ctx, batch, sem, done)
+		}
+	}
+}
+
+func (p *Poller) drain(done chan *job, inflight int) error {
+	deadline := time.NewTimer(p.opt.ShutdownGrace)
+	defer deadline.Stop()
+	for inflight > 0 {
+		select {
+		case <-done:
+			inflight--
+		case <-deadline.C:
+			p.log.Warn().Int("in_flight", inflight).Msg("shutdown grace period over; leaving polls unfinished (no write is ever half-applied)")
+			return nil
+		}
+	}
+	return nil
+}
+
+// Once polls every job once, all through the same path as Run, and returns
+// their statuses.
+func (p *Poller) Once(ctx context.Context) []Status {
+	done := make(chan *job, len(p.jobs))
+	sem := make(chan struct{}, p.opt.Concurrency)
+	const batchSize = 256
+	for i := 0; i < len(p.jobs); i += batchSize {
+		p.runBatch(ctx, p.jobs[i:min(i+batchSize, len(p.jobs))], sem, done)
+	}
+	for range p.jobs {
+		<-done
+	}
+	return p.Statuses()
+}
+
+// runBatch asks Redis about every target of the batch in one pipeline, then
+// polls each job under the concurrency cap. Every job is sent to done exactly
+// once, polled or not.
+func (p *Poller) runBatch(ctx context.Context, batch []*job, sem chan struct{}, done chan<- *job) {
+	var names []string
+	for _, j := range batch {
+		names = append(names, j.names...)
+	}
+	var (
+		stored     []writer.Stored
+		inspectErr error
+	)
+	if p.opt.Gate.Leading() {
+		ictx, cancel := context.WithTimeout(ctx, p.opt.RedisTimeout)
+		stored, inspectErr = p.store.Inspect(ictx, names)
+		cancel()
+		if inspectErr != nil {
+			p.metrics.RedisError("inspect")
+		}
+	}
+	offset := 0
+	for _, j := range batch {
+		var js []writer.Stored
+		if stored != nil {
+			js = stored[offset : offset+len(j.names)]
+		}
+		offset += len(j.names)
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			p.reschedule(j, kindNotPolled, 0)
+			done <- j
+			continue
+		}
+		go func() {
+			defer func() { <-sem }()
+			p.poll(ctx, j, js, inspectErr)
+			done <- j
+		}()
+	}
+}
+
+// reschedule sets the job's next poll time from the outcome kind.
+func (p *Poller) reschedule(j *job, k kind, retryAfter time.Duration) {
+	now := time.Now()
+	var b, failingFor time.Duration
+	switch k {
+	case kindRetry, kindRateLimited, kindRedisRetry:
+		b = j.backoff.NextBackOff()
+		if j.failingSince.IsZero() {
+			j.failingSince = now
+		}
+		failingFor = now.Sub(j.failingSince)
+	case kindSuccess:
+		j.backoff.Reset()
+		j.failingSince = time.Time{}
+	}
+	j.next = now.Add(nextDelay(k, p.opt.Interval, b, retryAfter, failingFor, rand.Float64()))
+	p.mu.Lock()
+	j.st.NextPoll = j.next
+	p.mu.Unlock()
+}
+
+// jobHeap orders jobs by next poll time.
+type jobHeap []*job
+
+func (h jobHeap) Len() int           { return len(h) }
+func (h jobHeap) Less(i, k int) bool { return h[i].next.Before(h[k].next) }
+func (h jobHeap) Swap(i, k int) {
+	h[i], h[k] = h[k], h[i]
+	h[i].index, h[k].index = i, k
+}
+func (h *jobHeap) Push(x any) {
+	j := x.(*job)
+	j.index = len(*h)
+	*h = append(*h, j)
+}
+func (h *jobHeap) Pop() any {
+	old := *h
+	j := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	j.index = -1
+	return j
+}
