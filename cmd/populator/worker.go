@@ -40,6 +40,7 @@ func setup(stderr io.Writer) (*worker, error) {
 		return nil, exitError{exitBadConfig}
 	}
 	log := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
+	redis.SetLogger(logging.RedisLogger(log))
 	rdb, target, err := redisconn.New(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "populator:", err)

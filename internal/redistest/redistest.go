@@ -19,6 +19,16 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+func init() {
+	// go-redis logs dial failures to stderr by itself; tests that kill their
+	// server on purpose would drown their output in them.
+	redis.SetLogger(quiet{})
+}
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
 // Server is one redis-server process owned by a test.
 type Server struct {
 	t     testing.TB
@@ -70,7 +80,7 @@ func (s *Server) start(bin string) error {
 	}
 	go func() { _ = cmd.Wait(); logf.Close() }()
 	s.cmd = cmd
-	s.admin = redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: time.Second})
+	s.admin = redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.password(), MaxRetries: -1, DialTimeout: time.Second})
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if s.admin.Ping(context.Background()).Err() == nil {
@@ -86,6 +96,16 @@ func (s *Server) start(bin string) error {
 	return fmt.Errorf("redis-server on port %d did not answer: %s", s.Port, lastLines(string(log), 5))
 }
 
+// password is the --requirepass argument, if any.
+func (s *Server) password() string {
+	for i, a := range s.args {
+		if a == "--requirepass" && i+1 < len(s.args) {
+			return s.args[i+1]
+		}
+	}
+	return ""
+}
+
 // Addr is host:port.
 func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
 
@@ -93,7 +113,7 @@ func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
 func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
 
 // Client is a client for the test's own checks (no retries, so a dead server
-// shows at once).
+// shows at once), authenticated with --requirepass when one was given.
 func (s *Server) Client() *redis.Client { return s.admin }
 
 // Kill stops the server at once (SIGKILL); its data is gone.

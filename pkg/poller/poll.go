@@ -139,7 +139,12 @@ func (p *Poller) apply(ctx context.Context, j *job, res fetcher.Result, stored [
 			p.metrics.Write(v, "stale_skipped", 0)
 		}
 	}
-	if len(errs) == 0 {
+	p.mu.Lock()
+	first := !j.st.Confirmed
+	p.mu.Unlock()
+	if len(errs) == 0 && (written > 0 || first) {
+		// At start-up and with every write, as the layout requires; not on
+		// every full body a misbehaving CDN may send while nothing changes.
 		if err := p.deleteSiblings(wctx, j); err != nil {
 			errs = append(errs, err)
 		}

@@ -31,7 +31,7 @@ var (
 func nopLogger() zerolog.Logger { return zerolog.New(io.Discard) }
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	cdn    *fakecdn.Server
 	redis  *redistest.Server
 	rdb    *redis.Client
@@ -39,7 +39,7 @@ type harness struct {
 	poller *Poller
 }
 
-func newHarness(t *testing.T, opt Options) *harness {
+func newHarness(t testing.TB, opt Options) *harness {
 	t.Helper()
 	h := &harness{t: t, cdn: fakecdn.New(), redis: redistest.Start(t)}
 	srv := httptest.NewServer(h.cdn)
