@@ -298,3 +298,116 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version: %q %v", out, err)
 	}
 }
+
+func TestKeysCommand(t *testing.T) {
+	run := func(environ []string, args ...string) string {
+		cmd := exec.Command(binary, append([]string{"keys"}, args...)...)
+		cmd.Env = environ
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("keys %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	configured := run(env("STATSIG_SERVER_SDK_KEYS="+keyA.Reveal(), "REDIS_FORMATS=sfp,node-redis", "REDIS_KEY_PREFIX=team-a:"))
+	for _, want := range []string{
+		keyA.Redacted(),
+		"team-a:statsig|/v2/download_config_specs|plain_text|DTAAZ4lexssiyUagx9aS5cly2FLf0wud0zKZT2l1qPM=",
+		"team-a:statsig|/v1/download_config_specs|plain_text|DTAAZ4lexssiyUagx9aS5cly2FLf0wud0zKZT2l1qPM=",
+		"team-a:statsig-redis",
+		"team-a:statsig|/v2/download_config_specs|statsig-br|DTAAZ4lexssiyUagx9aS5cly2FLf0wud0zKZT2l1qPM=",
+		"server-core SDKs, default key schema",
+	} {
+		if !strings.Contains(configured, want) {
+			t.Errorf("keys output lacks %q:\n%s", want, configured)
+		}
+	}
+	if strings.Contains(configured, "secret-abc123XYZ0123") {
+		t.Errorf("keys output shows 20 characters of a configured key:\n%s", configured)
+	}
+	explicit := run(env(), "--sdk-key", keyB.Reveal(), "--json")
+	var rows []map[string]string
+	for _, line := range strings.Split(strings.TrimSpace(explicit), "\n") {
+		var r map[string]string
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		rows = append(rows, r)
+	}
+	if len(rows) != 4 || rows[1]["key"] != "statsig|/v1/download_config_specs|plain_text|secret-harness-00001" ||
+		rows[0]["key"] != "statsig|/v1/download_config_specs|plain_text|hLd8vCNmvjY0Hr+m4t8uZOMjbosunXfSY0Y41rKLnb0=" {
+		t.Errorf("explicit key rows: %v", rows)
+	}
+}
+
+func TestCheckCommand(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	check := func() (int, string) {
+		cmd := exec.Command(binary, "check")
+		cmd.Env = s.baseEnv("REDIS_FORMATS=sfp,node-redis")
+		out, _ := cmd.CombinedOutput()
+		return cmd.ProcessState.ExitCode(), string(out)
+	}
+	if code, out := check(); code != 1 || !strings.Contains(out, "missing") {
+		t.Fatalf("check on an empty Redis: exit %d\n%s", code, out)
+	}
+	once := exec.Command(binary, "once")
+	once.Env = s.baseEnv("REDIS_FORMATS=sfp,node-redis")
+	if out, err := once.CombinedOutput(); err != nil {
+		t.Fatalf("once: %v\n%s", err, out)
+	}
+	writesBefore := writeCommands(t, s)
+	code, out := check()
+	if code != 0 || strings.Count(out, "\n") < 2*2*2*2 || !strings.Contains(out, "all 16 entries present and valid") {
+		t.Fatalf("check after once: exit %d\n%s", code, out)
+	}
+	if w := writeCommands(t, s); w != writesBefore {
+		t.Errorf("check ran %d write commands", w-writesBefore)
+	}
+	if strings.Contains(out, keyA.Reveal()) {
+		t.Error("check output shows a full key")
+	}
+
+	// Each kind of damage is found.
+	sfpKey := keys.Targets("", keyA, keys.V2, []keys.Schema{keys.Hashed})[0]
+	damage := []struct {
+		name string
+		do   func()
+		want string
+	}{
+		{"garbage payload", func() { s.redis.Client().HSet(ctx, sfpKey.Key, "config", "{not json") }, "not_json"},
+		{"no-update body", func() { s.redis.Client().HSet(ctx, sfpKey.Key, "config", `{"has_updates":false}`) }, "no updates"},
+		{"lcut differs", func() { s.redis.Client().HSet(ctx, sfpKey.Key, "lcut", "5") }, "differs from stored lcut"},
+		{"statsig-br sibling", func() { s.redis.Client().Set(ctx, sfpKey.BRSibling, "x", 0) }, "statsig-br sibling"},
+		{"deleted", func() { s.redis.Client().Del(ctx, sfpKey.Key) }, "missing"},
+	}
+	for _, d := range damage {
+		s.redis.FlushAll()
+		once := exec.Command(binary, "once")
+		once.Env = s.baseEnv("REDIS_FORMATS=sfp,node-redis")
+		if out, err := once.CombinedOutput(); err != nil {
+			t.Fatalf("once: %v\n%s", err, out)
+		}
+		d.do()
+		if code, out := check(); code != 1 || !strings.Contains(out, d.want) || !strings.Contains(out, "1 of 16 entries") {
+			t.Errorf("%s: exit %d, want 1 and %q\n%s", d.name, code, d.want, out)
+		}
+	}
+}
+
+// writeCommands counts the write commands a Redis server has run.
+func writeCommands(t *testing.T, s *stack) int {
+	n := 0
+	info := s.redis.Client().Info(context.Background(), "commandstats").Val()
+	for _, line := range strings.Split(info, "\n") {
+		for _, cmd := range []string{"evalsha", "eval", "hset", "hdel", "del", "set", "pexpire", "persist", "expire"} {
+			if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
+				var c int
+				fmt.Sscanf(rest, "%d", &c)
+				n += c
+			}
+		}
+	}
+	return n
+}

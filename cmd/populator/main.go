@@ -3,6 +3,8 @@
 //
 //	populator [run]   poll and write until SIGTERM/SIGINT (the default)
 //	populator once    one full cycle; exit 0 when every key is current in Redis
+//	populator keys    the Redis keys written for each SDK key, and their readers
+//	populator check   what Redis holds, read as the SDKs read it; exit 0 when valid
 //	populator version print the version
 //	populator help    list subcommands and environment variables
 //
@@ -67,6 +69,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runWorker(ctx, stderr)
 	case "once":
 		return runOnce(ctx, stdout, stderr)
+	case "keys":
+		return runKeys(args, stdout, stderr)
+	case "check":
+		return runCheck(ctx, args, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "populator", buildVersion())
 		return nil
@@ -95,6 +101,10 @@ func usage(w io.Writer) error {
 Commands:
   run       poll the Statsig CDN and keep Redis current until SIGTERM/SIGINT (default)
   once      run one full cycle for every key; exit 0 when all are current in Redis, 1 otherwise
+  keys      print every Redis key written for each SDK key, and which SDK reads it
+            (--sdk-key K shows K's names in full; --json for JSON lines)
+  check     read Redis the way the SDKs do and report each entry; exit 0 when all are
+            present and valid, 1 otherwise; never writes (--json for JSON lines)
   version   print the version
   help      this text
 

@@ -34,14 +34,14 @@ type worker struct {
 // setup loads the configuration and wires the parts. A configuration error
 // is printed, every problem at once, and becomes exit code 2.
 func setup(stderr io.Writer) (*worker, error) {
-	cfg, err := config.Load()
+	cfg, err := config.Load(true)
 	if err != nil {
 		fmt.Fprintln(stderr, "populator:", err)
 		return nil, exitError{exitBadConfig}
 	}
 	log := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
 	redis.SetLogger(logging.RedisLogger(log))
-	rdb, target, err := redisconn.New(cfg)
+	rdb, target, err := redisClient(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "populator:", err)
 		return nil, exitError{exitBadConfig}
@@ -57,16 +57,21 @@ func setup(stderr io.Writer) (*worker, error) {
 	p := poller.New(poller.Options{
 		Keys:                 cfg.SDKKeys,
 		Versions:             cfg.Versions,
-		Schemas:              cfg.Schemas,
-		KeyPrefix:            cfg.KeyPrefix,
+		Layout:               cfg.Layout,
 		Interval:             cfg.PollInterval,
 		Concurrency:          cfg.PollConcurrency,
 		DeleteOnUnauthorized: cfg.DeleteOnUnauthorized,
 	}, f, writer.New(rdb, cfg.KeyTTL), log, m)
 	log.Info().Str("version", buildVersion()).Int("sdk_keys", len(cfg.SDKKeys)).Strs("versions", strs(cfg.Versions)).
-		Strs("schemas", strs(cfg.Schemas)).Str("redis", target).Str("api_url", cfg.APIURL).
+		Strs("formats", strs(cfg.Layout.Formats)).Strs("schemas", strs(cfg.Layout.Schemas)).Str("redis", target).Str("api_url", cfg.APIURL).
 		Dur("interval", cfg.PollInterval).Msg("starting")
 	return &worker{cfg: cfg, log: log, rdb: rdb, metrics: m, poller: p}, nil
+}
+
+// redisClient connects to the configured Redis; the description is safe to
+// log.
+func redisClient(cfg config.Config) (redis.UniversalClient, string, error) {
+	return redisconn.New(cfg)
 }
 
 func runWorker(ctx context.Context, stderr io.Writer) error {

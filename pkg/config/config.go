@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,6 +37,8 @@ type Env struct {
 	RedisURL             string `envconfig:"REDIS_URL" default:"redis://127.0.0.1:6379/0" desc:"redis:// or rediss:// URL; user and password allowed"`
 	RedisKeyPrefix       string `envconfig:"REDIS_KEY_PREFIX" desc:"prepended to every key written"`
 	RedisKeySchemas      string `envconfig:"REDIS_KEY_SCHEMAS" default:"hashed,prefix" desc:"last key segment: hashed = base64(sha256(key)), prefix = first 20 characters"`
+	RedisFormats         string `envconfig:"REDIS_FORMATS" default:"sfp" desc:"layouts to write: sfp (forward-proxy HASH), node-redis (statsig-node-redis HASH), string (plain STRING at the sfp names)"`
+	RedisNodeRedisHash   string `envconfig:"REDIS_NODE_REDIS_HASH" default:"statsig-redis" desc:"name of the node-redis HASH (REDIS_KEY_PREFIX is prepended)"`
 	RedisKeyTTL          string `envconfig:"REDIS_KEY_TTL" default:"0" desc:"0 = keys never expire; else refreshed after every successful poll"`
 	DeleteOnUnauthorized string `envconfig:"DELETE_ON_UNAUTHORIZED" default:"false" desc:"on 401/403 delete that key's entries"`
 	LogLevel             string `envconfig:"LOG_LEVEL" default:"info" desc:"trace, debug, info, warn or error"`
@@ -53,8 +56,7 @@ type Config struct {
 	FetchTimeout         time.Duration
 	MaxPayloadBytes      int64
 	RedisURL             string
-	KeyPrefix            string
-	Schemas              []keys.Schema
+	Layout               keys.Layout // prefix, formats, schemas, node-redis hash
 	KeyTTL               time.Duration
 	DeleteOnUnauthorized bool
 	LogLevel             zerolog.Level
@@ -85,12 +87,14 @@ func (p Problems) Error() string {
 
 // Load reads the process environment and validates it. A non-nil error is
 // Problems (or an envconfig failure, which cannot happen with text fields).
-func Load() (Config, error) {
+// requireKeys false accepts a configuration without SDK keys, for commands
+// that take them from their own arguments.
+func Load(requireKeys bool) (Config, error) {
 	var env Env
 	if err := processEnv(&env); err != nil {
 		return Config{}, err
 	}
-	return env.Parse(os.ReadFile)
+	return env.Parse(os.ReadFile, requireKeys)
 }
 
 func processEnv(env *Env) error { return envconfig.Process("", env) }
@@ -107,7 +111,7 @@ const usageFormat = `Environment variables:
 
 // Parse validates env. readFile reads STATSIG_SERVER_SDK_KEYS_FILE (os.ReadFile
 // outside tests).
-func (env Env) Parse(readFile func(string) ([]byte, error)) (Config, error) {
+func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (Config, error) {
 	var (
 		c    Config
 		errs Problems
@@ -139,7 +143,7 @@ func (env Env) Parse(readFile func(string) ([]byte, error)) (Config, error) {
 			addKeys("STATSIG_SERVER_SDK_KEYS_FILE", "key", StripComments(string(data)))
 		}
 	}
-	if len(c.SDKKeys) == 0 && !hasProblem(errs, "STATSIG_SERVER_SDK_KEYS") && !hasProblem(errs, "STATSIG_SERVER_SDK_KEYS_FILE") {
+	if requireKeys && len(c.SDKKeys) == 0 && !hasProblem(errs, "STATSIG_SERVER_SDK_KEYS") && !hasProblem(errs, "STATSIG_SERVER_SDK_KEYS_FILE") {
 		add("STATSIG_SERVER_SDK_KEYS", "no SDK key configured: set STATSIG_SERVER_SDK_KEYS or STATSIG_SERVER_SDK_KEYS_FILE")
 	}
 
@@ -170,17 +174,35 @@ func (env Env) Parse(readFile func(string) ([]byte, error)) (Config, error) {
 	if msg := checkRedisURL(env.RedisURL); msg != "" {
 		add("REDIS_URL", "%s", msg)
 	}
-	c.KeyPrefix = env.RedisKeyPrefix
+	c.Layout.Prefix = env.RedisKeyPrefix
 	for _, s := range dedupe(splitList(env.RedisKeySchemas)) {
 		sc, err := keys.ParseSchema(s)
 		if err != nil {
 			add("REDIS_KEY_SCHEMAS", "%v", err)
 			continue
 		}
-		c.Schemas = append(c.Schemas, sc)
+		c.Layout.Schemas = append(c.Layout.Schemas, sc)
 	}
-	if len(c.Schemas) == 0 && !hasProblem(errs, "REDIS_KEY_SCHEMAS") {
+	if len(c.Layout.Schemas) == 0 && !hasProblem(errs, "REDIS_KEY_SCHEMAS") {
 		add("REDIS_KEY_SCHEMAS", "at least one of hashed, prefix is needed")
+	}
+	for _, s := range dedupe(splitList(env.RedisFormats)) {
+		f, err := keys.ParseFormat(s)
+		if err != nil {
+			add("REDIS_FORMATS", "%v", err)
+			continue
+		}
+		c.Layout.Formats = append(c.Layout.Formats, f)
+	}
+	switch {
+	case len(c.Layout.Formats) == 0 && !hasProblem(errs, "REDIS_FORMATS"):
+		add("REDIS_FORMATS", "at least one of sfp, node-redis, string is needed")
+	case slices.Contains(c.Layout.Formats, keys.SFP) && slices.Contains(c.Layout.Formats, keys.String):
+		add("REDIS_FORMATS", "sfp and string write the same key names (a HASH and a STRING cannot share one); choose one")
+	}
+	c.Layout.NodeRedisHash = env.RedisNodeRedisHash
+	if strings.TrimSpace(env.RedisNodeRedisHash) == "" {
+		add("REDIS_NODE_REDIS_HASH", "must not be empty")
 	}
 	if env.RedisKeyTTL == "0" {
 		c.KeyTTL = 0
@@ -213,7 +235,7 @@ var varOrder = func() map[string]int {
 	m := map[string]int{}
 	for i, name := range []string{"STATSIG_SERVER_SDK_KEYS", "STATSIG_SERVER_SDK_KEYS_FILE", "STATSIG_API_URL", "STATSIG_DCS_VERSIONS",
 		"POLL_INTERVAL", "POLL_CONCURRENCY", "FETCH_TIMEOUT", "MAX_PAYLOAD_BYTES", "REDIS_URL", "REDIS_KEY_PREFIX",
-		"REDIS_KEY_SCHEMAS", "REDIS_KEY_TTL", "DELETE_ON_UNAUTHORIZED", "LOG_LEVEL", "LOG_FORMAT"} {
+		"REDIS_KEY_SCHEMAS", "REDIS_FORMATS", "REDIS_NODE_REDIS_HASH", "REDIS_KEY_TTL", "DELETE_ON_UNAUTHORIZED", "LOG_LEVEL", "LOG_FORMAT"} {
 		m[name] = i
 	}
 	return m

@@ -26,26 +26,27 @@ func defaults(t *testing.T) Env {
 	t.Helper()
 	for _, v := range []string{"STATSIG_SERVER_SDK_KEYS", "STATSIG_SERVER_SDK_KEYS_FILE", "STATSIG_API_URL", "STATSIG_DCS_VERSIONS",
 		"POLL_INTERVAL", "POLL_CONCURRENCY", "FETCH_TIMEOUT", "MAX_PAYLOAD_BYTES", "REDIS_URL", "REDIS_KEY_PREFIX",
-		"REDIS_KEY_SCHEMAS", "REDIS_KEY_TTL", "DELETE_ON_UNAUTHORIZED", "LOG_LEVEL", "LOG_FORMAT"} {
+		"REDIS_KEY_SCHEMAS", "REDIS_FORMATS", "REDIS_NODE_REDIS_HASH", "REDIS_KEY_TTL", "DELETE_ON_UNAUTHORIZED", "LOG_LEVEL", "LOG_FORMAT"} {
 		t.Setenv(v, "")
 		os.Unsetenv(v)
 	}
 	var env Env
-	_, err := Load()
+	_, err := Load(true)
 	var p Problems
 	if !errors.As(err, &p) || len(p) != 1 || p[0].Var != "STATSIG_SERVER_SDK_KEYS" {
 		t.Fatalf("empty environment: %v, want only the missing-key problem", err)
 	}
 	t.Setenv("STATSIG_SERVER_SDK_KEYS", keyA)
-	c, err := Load()
+	c, err := Load(true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.APIURL != "https://api.statsigcdn.com" || c.PollInterval != 10*time.Second || c.PollConcurrency != 64 ||
 		c.FetchTimeout != 30*time.Second || c.MaxPayloadBytes != 268435456 || c.RedisURL != "redis://127.0.0.1:6379/0" ||
-		c.KeyPrefix != "" || c.KeyTTL != 0 || c.DeleteOnUnauthorized || c.LogLevel != zerolog.InfoLevel || c.LogFormat != "json" ||
+		c.Layout.Prefix != "" || c.Layout.NodeRedisHash != "statsig-redis" ||
+		!reflect.DeepEqual(c.Layout.Formats, []keys.Format{keys.SFP}) || c.KeyTTL != 0 || c.DeleteOnUnauthorized || c.LogLevel != zerolog.InfoLevel || c.LogFormat != "json" ||
 		!reflect.DeepEqual(c.Versions, []keys.Version{keys.V1, keys.V2}) ||
-		!reflect.DeepEqual(c.Schemas, []keys.Schema{keys.Hashed, keys.Prefix}) {
+		!reflect.DeepEqual(c.Layout.Schemas, []keys.Schema{keys.Hashed, keys.Prefix}) {
 		t.Fatalf("defaults differ from the documented ones: %+v", c)
 	}
 	os.Unsetenv("STATSIG_SERVER_SDK_KEYS")
@@ -67,7 +68,7 @@ func TestKeysFromBothSourcesMerged(t *testing.T) {
 			t.Fatalf("read %q", p)
 		}
 		return []byte(file), nil
-	})
+	}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,18 +93,20 @@ func TestEveryProblemAtOnce(t *testing.T) {
 	env.MaxPayloadBytes = "lots"
 	env.RedisURL = "redis://user:hunter2@[::1"
 	env.RedisKeySchemas = "hashed,djb2"
+	env.RedisFormats = "sfp,string"
+	env.RedisNodeRedisHash = " "
 	env.RedisKeyTTL = "forever"
 	env.DeleteOnUnauthorized = "maybe"
 	env.LogLevel = "loud"
 	env.LogFormat = "xml"
-	_, err := env.Parse(noFile)
+	_, err := env.Parse(noFile, true)
 	var p Problems
 	if !errors.As(err, &p) {
 		t.Fatalf("error = %v, want Problems", err)
 	}
 	wantVars := []string{"STATSIG_SERVER_SDK_KEYS", "STATSIG_SERVER_SDK_KEYS", "STATSIG_SERVER_SDK_KEYS_FILE", "STATSIG_API_URL",
 		"STATSIG_DCS_VERSIONS", "POLL_INTERVAL", "POLL_CONCURRENCY", "FETCH_TIMEOUT", "MAX_PAYLOAD_BYTES", "REDIS_URL",
-		"REDIS_KEY_SCHEMAS", "REDIS_KEY_TTL", "DELETE_ON_UNAUTHORIZED", "LOG_LEVEL", "LOG_FORMAT"}
+		"REDIS_KEY_SCHEMAS", "REDIS_FORMATS", "REDIS_NODE_REDIS_HASH", "REDIS_KEY_TTL", "DELETE_ON_UNAUTHORIZED", "LOG_LEVEL", "LOG_FORMAT"}
 	var gotVars []string
 	for _, pr := range p {
 		gotVars = append(gotVars, pr.Var)
@@ -117,7 +120,7 @@ func TestEveryProblemAtOnce(t *testing.T) {
 			t.Errorf("message echoes a secret (%s):\n%s", secret, msg)
 		}
 	}
-	for _, hint := range []string{"client key", "console API key", "cannot read /nope", "v3", `"10" is not a duration`, "djb2"} {
+	for _, hint := range []string{"client key", "console API key", "cannot read /nope", "v3", `"10" is not a duration`, "djb2", "choose one"} {
 		if !strings.Contains(msg, hint) {
 			t.Errorf("message lacks %q:\n%s", hint, msg)
 		}
@@ -128,7 +131,7 @@ func TestEmptyKeysFile(t *testing.T) {
 	env := defaults(t)
 	env.SDKKeysFile = filepath.Join(t.TempDir(), "keys")
 	os.WriteFile(env.SDKKeysFile, []byte("# none yet\n"), 0o600)
-	_, err := env.Parse(os.ReadFile)
+	_, err := env.Parse(os.ReadFile, true)
 	if err == nil || !strings.Contains(err.Error(), "no SDK key configured") {
 		t.Fatalf("error = %v", err)
 	}
@@ -142,16 +145,18 @@ func TestValues(t *testing.T) {
 	env.PollInterval = "500ms"
 	env.RedisURL = "rediss://:pw@redis.internal:6380/3"
 	env.RedisKeySchemas = "prefix"
+	env.RedisFormats = "node-redis, string"
+	env.RedisKeyPrefix = "team-a:"
 	env.RedisKeyTTL = "24h"
 	env.DeleteOnUnauthorized = "true"
 	env.LogLevel = "DEBUG"
 	env.LogFormat = "console"
-	c, err := env.Parse(noFile)
+	c, err := env.Parse(noFile, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.APIURL != "http://127.0.0.1:8080" || !reflect.DeepEqual(c.Versions, []keys.Version{keys.V2}) ||
-		c.PollInterval != 500*time.Millisecond || !reflect.DeepEqual(c.Schemas, []keys.Schema{keys.Prefix}) ||
+		c.PollInterval != 500*time.Millisecond || !reflect.DeepEqual(c.Layout, keys.Layout{Prefix: "team-a:", NodeRedisHash: "statsig-redis", Formats: []keys.Format{keys.NodeRedis, keys.String}, Schemas: []keys.Schema{keys.Prefix}}) ||
 		c.KeyTTL != 24*time.Hour || !c.DeleteOnUnauthorized || c.LogLevel != zerolog.DebugLevel || c.LogFormat != "console" {
 		t.Fatalf("parsed %+v", c)
 	}

@@ -48,8 +48,8 @@ func TestTargets(t *testing.T) {
 	k := MustParse(longKey)
 	v2 := Targets("p:", k, V2, []Schema{Hashed, Prefix})
 	want := []Target{
-		{Hashed, "p:statsig|/v2/download_config_specs|plain_text|DTAAZ4lexssiyUagx9aS5cly2FLf0wud0zKZT2l1qPM=", "p:statsig|/v2/download_config_specs|statsig-br|DTAAZ4lexssiyUagx9aS5cly2FLf0wud0zKZT2l1qPM="},
-		{Prefix, "p:statsig|/v2/download_config_specs|plain_text|secret-abc123XYZ0123", "p:statsig|/v2/download_config_specs|statsig-br|secret-abc123XYZ0123"},
+		{Format: SFP, Schema: Hashed, Version: V2, Key: "p:statsig|/v2/download_config_specs|plain_text|DTAAZ4lexssiyUagx9aS5cly2FLf0wud0zKZT2l1qPM=", BRSibling: "p:statsig|/v2/download_config_specs|statsig-br|DTAAZ4lexssiyUagx9aS5cly2FLf0wud0zKZT2l1qPM="},
+		{Format: SFP, Schema: Prefix, Version: V2, Key: "p:statsig|/v2/download_config_specs|plain_text|secret-abc123XYZ0123", BRSibling: "p:statsig|/v2/download_config_specs|statsig-br|secret-abc123XYZ0123"},
 	}
 	if fmt.Sprint(v2) != fmt.Sprint(want) {
 		t.Fatalf("v2 targets = %v, want %v", v2, want)
@@ -57,6 +57,56 @@ func TestTargets(t *testing.T) {
 	v1 := Targets("", k, V1, []Schema{Prefix})
 	if len(v1) != 1 || v1[0].BRSibling != "" || v1[0].Key != "statsig|/v1/download_config_specs|plain_text|secret-abc123XYZ0123" {
 		t.Fatalf("v1 targets = %+v: v1 has no statsig-br sibling", v1)
+	}
+}
+
+func TestLayoutTargets(t *testing.T) {
+	k := MustParse(shortKey)
+	l := Layout{Prefix: "x:", Formats: []Format{NodeRedis, String}, Schemas: []Schema{Hashed}}
+	got := l.Targets(k, V1)
+	nr, str := got[0], got[1]
+	if nr.Format != NodeRedis || nr.Key != "x:statsig-redis" ||
+		nr.Field != "statsig|/v1/download_config_specs|plain_text|hLd8vCNmvjY0Hr+m4t8uZOMjbosunXfSY0Y41rKLnb0=" ||
+		nr.LcutRef != nr.Field+"|lcut" || nr.BRSibling != "" {
+		t.Errorf("node-redis target = %+v", nr)
+	}
+	if str.Format != String || str.Key != "x:statsig|/v1/download_config_specs|plain_text|hLd8vCNmvjY0Hr+m4t8uZOMjbosunXfSY0Y41rKLnb0=" ||
+		Slot(str.LcutRef) != Slot(str.Key) || str.LcutRef == str.Key {
+		t.Errorf("string target = %+v (lcut key slot %d, key slot %d)", str, Slot(str.LcutRef), Slot(str.Key))
+	}
+	l.NodeRedisHash = "statsig-redis-team-a"
+	if got := l.Targets(k, V2)[0]; got.Key != "x:statsig-redis-team-a" || got.Field != "statsig|/v2/download_config_specs|plain_text|hLd8vCNmvjY0Hr+m4t8uZOMjbosunXfSY0Y41rKLnb0=" {
+		t.Errorf("custom hash target = %+v", got)
+	}
+	if got := l.Targets(k, V2)[1]; got.BRSibling != "x:statsig|/v2/download_config_specs|statsig-br|hLd8vCNmvjY0Hr+m4t8uZOMjbosunXfSY0Y41rKLnb0=" {
+		t.Errorf("string v2 target has no statsig-br sibling: %+v", got)
+	}
+}
+
+func TestSlot(t *testing.T) {
+	// Values from the Redis Cluster specification and redis-cli CLUSTER KEYSLOT.
+	if got := crc16("123456789"); got != 0x31C3 {
+		t.Fatalf("crc16(123456789) = %#x, want 0x31c3", got)
+	}
+	for key, want := range map[string]uint16{"foo": 12182, "bar": 5061, "{user1000}.following": Slot("user1000"), "foo{}{bar}": Slot("foo{}{bar}")} {
+		if got := Slot(key); got != want {
+			t.Errorf("Slot(%q) = %d, want %d", key, got, want)
+		}
+	}
+	if Slot("foo{}{bar}") == Slot("bar") {
+		t.Error("an empty first tag must hash the whole key")
+	}
+	for _, key := range []string{"statsig|/v1/download_config_specs|plain_text|abc", "{team}:statsig|x", "a{b:statsig|x", "a}b{", ""} {
+		c := SameSlotKey(key, "|lcut")
+		if Slot(c) != Slot(key) || c == key {
+			t.Errorf("SameSlotKey(%q) = %q in slot %d, want slot %d", key, c, Slot(c), Slot(key))
+		}
+	}
+	tags := slotTags()
+	for s, tag := range tags {
+		if tag == "" || Slot(tag) != uint16(s) {
+			t.Fatalf("slot %d has tag %q", s, tag)
+		}
 	}
 }
 

@@ -85,28 +85,138 @@ func DCSKey(prefix string, v Version, enc Encoding, id string) string {
 	return prefix + "statsig|" + v.DCSPath() + "|" + string(enc) + "|" + id
 }
 
-// Target is one Redis key the worker keeps current for one SDK key and version.
+// Format is a Redis layout the worker can write.
+type Format string
+
+const (
+	// SFP is the forward-proxy HASH: fields config, lcut and encoding.
+	SFP Format = "sfp"
+	// NodeRedis is statsig-node-redis's layout: one HASH for every key, field =
+	// the data-store key the SDK asks for, value = base64(zlib(payload)). The
+	// lcut lives in a companion field of the same HASH.
+	NodeRedis Format = "node-redis"
+	// String is a plain STRING holding the payload at the SFP key names (for
+	// GET/SET adapters). The lcut lives in a companion key placed in the same
+	// Redis Cluster slot, so one script can guard both.
+	String Format = "string"
+)
+
+// ParseFormat accepts sfp, node-redis or string.
+func ParseFormat(s string) (Format, error) {
+	switch f := Format(s); f {
+	case SFP, NodeRedis, String:
+		return f, nil
+	}
+	return "", fmt.Errorf("unknown format %q (want sfp, node-redis or string)", s)
+}
+
+// Target is one place the worker keeps a payload current, for one SDK key
+// and version.
 type Target struct {
-	Schema Schema
-	// Key is the plain_text HASH the payload is written to.
+	Format  Format
+	Schema  Schema
+	Version Version
+	// Key is the Redis key: the HASH (sfp, node-redis) or STRING (string).
 	Key string
-	// BRSibling is the statsig-br key to delete whenever Key is written; empty
-	// for v1, whose readers never look at statsig-br keys.
+	// Field is, for node-redis, the hash field holding the payload: the exact
+	// data-store key the SDK asks for. Empty otherwise.
+	Field string
+	// LcutRef locates the stored lcut: the companion field in Key (node-redis)
+	// or the companion key in Key's cluster slot (string). Empty for sfp,
+	// whose HASH has an lcut field.
+	LcutRef string
+	// BRSibling is the statsig-br key to delete whenever a /v2 payload is
+	// written under an SFP-style name; empty otherwise.
 	BRSibling string
 }
 
-// Targets lists the keys written for k and v, one per schema, in schema order.
-// Two schemas that give the same name (a key of 20 characters or fewer is its
-// own prefix, but never its own hash) are not deduplicated: they cannot collide.
-func Targets(prefix string, k SDKKey, v Version, schemas []Schema) []Target {
-	out := make([]Target, 0, len(schemas))
-	for _, s := range schemas {
-		id := s.ID(k)
-		t := Target{Schema: s, Key: DCSKey(prefix, v, PlainText, id)}
-		if v == V2 {
-			t.BRSibling = DCSKey(prefix, v, StatsigBR, id)
+// Layout names everything the worker writes: the prefix for every key and the
+// name of the node-redis HASH.
+type Layout struct {
+	Prefix        string
+	NodeRedisHash string // default "statsig-redis"
+	Formats       []Format
+	Schemas       []Schema
+}
+
+// DefaultNodeRedisHash is statsig-node-redis's default hash name.
+const DefaultNodeRedisHash = "statsig-redis"
+
+// Targets lists the places written for k and v: one per format and schema, in
+// that order.
+func (l Layout) Targets(k SDKKey, v Version) []Target {
+	out := make([]Target, 0, len(l.Formats)*len(l.Schemas))
+	for _, f := range l.Formats {
+		for _, s := range l.Schemas {
+			id := s.ID(k)
+			t := Target{Format: f, Schema: s, Version: v}
+			switch f {
+			case NodeRedis:
+				hash := l.NodeRedisHash
+				if hash == "" {
+					hash = DefaultNodeRedisHash
+				}
+				t.Key = l.Prefix + hash
+				t.Field = DCSKey("", v, PlainText, id)
+				t.LcutRef = t.Field + "|lcut"
+			default:
+				t.Key = DCSKey(l.Prefix, v, PlainText, id)
+				if f == String {
+					t.LcutRef = SameSlotKey(t.Key, "|lcut")
+				}
+				if v == V2 {
+					t.BRSibling = DCSKey(l.Prefix, v, StatsigBR, id)
+				}
+			}
+			out = append(out, t)
 		}
-		out = append(out, t)
 	}
 	return out
+}
+
+// Targets lists the forward-proxy HASHes written for k and v, one per schema.
+func Targets(prefix string, k SDKKey, v Version, schemas []Schema) []Target {
+	return Layout{Prefix: prefix, Formats: []Format{SFP}, Schemas: schemas}.Targets(k, v)
+}
+
+// Type is the Redis type of t.Key.
+func (t Target) Type() string {
+	if t.Format == String {
+		return "STRING"
+	}
+	return "HASH"
+}
+
+// Fields lists what t holds: hash fields, or the value and its companion.
+func (t Target) Fields() string {
+	switch t.Format {
+	case NodeRedis:
+		return "field " + t.Field + " = base64(zlib(payload)); field " + t.LcutRef + " = lcut"
+	case String:
+		return "value = payload; lcut in " + t.LcutRef
+	}
+	return "config = payload, lcut, encoding = plain_text"
+}
+
+// ReadBy says which SDKs and options read t.
+func (t Target) ReadBy() string {
+	switch t.Format {
+	case NodeRedis:
+		if t.Version == V1 && t.Schema == Hashed {
+			return "statsig-node ≥ 6.0.1 with a statsig-node-redis adapter on this HASH"
+		}
+		return "adapters in the statsig-node-redis style that ask for this data-store key"
+	case String:
+		return "GET/SET adapters (.NET StatsigRedis, Python RedisDataStore styles) mapped to this key"
+	}
+	switch {
+	case t.Version == V2 && t.Schema == Hashed:
+		return "server-core SDKs, default key schema (V2Hashed / dataStoreKeySchemaVersion v2)"
+	case t.Version == V2:
+		return "server-core Node/Python with dataStoreKeySchemaVersion v3; forward proxy v4"
+	case t.Schema == Hashed:
+		return "statsig-node ≥ 6.0.1; legacy go/java/python adapters mapping statsig.cache here"
+	default:
+		return "forward proxy v4 (v1 clients); legacy adapters mapping statsig.cache here"
+	}
 }

@@ -188,3 +188,30 @@ func TestTTLRefreshedOnEveryPoll(t *testing.T) {
 		t.Errorf("CDN sent %d full payloads, want 1: the refresh needs no write", h.cdn.Count("full"))
 	}
 }
+
+func TestOtherFormats(t *testing.T) {
+	ctx := context.Background()
+	layout := keys.Layout{Prefix: "p:", NodeRedisHash: "statsig-redis-x", Formats: []keys.Format{keys.NodeRedis, keys.String}, Schemas: allSch}
+	h := newHarness(t, Options{Layout: layout})
+	for _, s := range h.poller.Once(ctx) {
+		if !s.Current {
+			t.Fatalf("not current after once: %+v", s)
+		}
+	}
+	if !h.allCurrent() {
+		t.Fatal("targets do not hold the payloads")
+	}
+	// Exactly: the shared hash, and per key, version and schema a string and its lcut key.
+	all := h.rdb.Keys(ctx, "*").Val()
+	if want := 1 + 2*2*2*2; len(all) != want {
+		t.Errorf("Redis holds %d keys, want %d: %v", len(all), want, all)
+	}
+	if n := h.rdb.HLen(ctx, "p:statsig-redis-x").Val(); n != 2*2*2*2 {
+		t.Errorf("node-redis hash has %d fields, want 16 (payload and lcut per key, version, schema)", n)
+	}
+	h.run()
+	h.cdn.Change(testKey, 1000)
+	h.waitFor("change in every format", 3*h.opt.Interval, h.allCurrent)
+	h.redis.FlushAll()
+	h.waitFor("restored after FLUSHALL", 2*h.opt.Interval, h.allCurrent)
+}

@@ -30,7 +30,7 @@ func BenchmarkValidateAndWrite(b *testing.B) {
 			body := fakecdn.V2Body(testKey, fakecdn.Project{Lcut: 1, Value: 1, Filler: size.filler})
 			hashed := testKey.HashedSDKKeyUsed()
 			ctx := context.Background()
-			name := keys.Targets("", testKey, keys.V2, []keys.Schema{keys.Hashed})[0].Key
+			name := keys.Targets("", testKey, keys.V2, []keys.Schema{keys.Hashed})[0]
 			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -39,7 +39,7 @@ func BenchmarkValidateAndWrite(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				res, err := w.Write(ctx, name, meta.Time+int64(i), body)
+				res, err := w.Write(ctx, name, &writer.Payload{Body: body, Lcut: meta.Time + int64(i)})
 				if err != nil || !res.Written {
 					b.Fatalf("write: %+v %v", res, err)
 				}

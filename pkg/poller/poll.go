@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/statsig-populator/statsig-populator/pkg/fetcher"
+	"github.com/statsig-populator/statsig-populator/pkg/keys"
 	"github.com/statsig-populator/statsig-populator/pkg/metrics"
 	"github.com/statsig-populator/statsig-populator/pkg/writer"
 )
@@ -110,19 +111,20 @@ func (p *Poller) apply(ctx context.Context, j *job, res fetcher.Result, stored [
 
 	need := needsWrite(res.Meta.Time, stored)
 	held := make([]int64, len(j.targets))
+	payload := &writer.Payload{Body: res.Body, Lcut: res.Meta.Time}
 	var (
 		errs      []error
 		written   int
-		untouched []string
+		untouched []keys.Target
 	)
 	for i, t := range j.targets {
 		if !need[i] {
 			held[i] = stored[i].Lcut
-			untouched = append(untouched, t.Key)
+			untouched = append(untouched, t)
 			p.metrics.Write(v, "unchanged", 0)
 			continue
 		}
-		wr, err := p.store.Write(wctx, t.Key, res.Meta.Time, res.Body)
+		wr, err := p.store.Write(wctx, t, payload)
 		switch {
 		case err != nil:
 			errs = append(errs, err)
@@ -135,7 +137,7 @@ func (p *Poller) apply(ctx context.Context, j *job, res fetcher.Result, stored [
 			p.metrics.Propagation(v, time.Since(time.UnixMilli(res.Meta.Time)).Seconds())
 		default:
 			held[i] = wr.Stored
-			untouched = append(untouched, t.Key)
+			untouched = append(untouched, t)
 			p.metrics.Write(v, "stale_skipped", 0)
 		}
 	}
@@ -171,19 +173,19 @@ func (p *Poller) apply(ctx context.Context, j *job, res fetcher.Result, stored [
 // touch refreshes the TTL of j's targets after a successful poll (only those
 // listed when names is non-nil). With no TTL configured it runs once per job,
 // to clear a TTL an earlier configuration may have left.
-func (p *Poller) touch(ctx context.Context, j *job, names []string) error {
+func (p *Poller) touch(ctx context.Context, j *job, targets []keys.Target) error {
 	p.mu.Lock()
 	first := !j.st.Confirmed
 	p.mu.Unlock()
 	if p.store.TTL() == 0 && !first {
 		return nil
 	}
-	if names == nil {
-		names = j.names
+	if targets == nil {
+		targets = j.targets
 	}
 	tctx, cancel := context.WithTimeout(ctx, p.opt.RedisTimeout)
 	defer cancel()
-	if err := p.store.Touch(tctx, names); err != nil {
+	if err := p.store.Touch(tctx, targets); err != nil {
 		p.metrics.RedisError("touch")
 		return err
 	}
@@ -193,13 +195,7 @@ func (p *Poller) touch(ctx context.Context, j *job, names []string) error {
 // deleteSiblings removes the statsig-br keys next to j's targets: server-core
 // stores with getBytes read them first, so a leftover would hide our writes.
 func (p *Poller) deleteSiblings(ctx context.Context, j *job) error {
-	var sib []string
-	for _, t := range j.targets {
-		if t.BRSibling != "" {
-			sib = append(sib, t.BRSibling)
-		}
-	}
-	if err := p.store.Delete(ctx, sib); err != nil {
+	if err := p.store.DeleteSiblings(ctx, j.targets); err != nil {
 		p.metrics.RedisError("delete")
 		return err
 	}
@@ -210,13 +206,7 @@ func (p *Poller) deleteSiblings(ctx context.Context, j *job) error {
 func (p *Poller) deleteEntries(ctx context.Context, j *job) error {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opt.RedisTimeout)
 	defer cancel()
-	all := append([]string(nil), j.names...)
-	for _, t := range j.targets {
-		if t.BRSibling != "" {
-			all = append(all, t.BRSibling)
-		}
-	}
-	if err := p.store.Delete(dctx, all); err != nil {
+	if err := p.store.Delete(dctx, j.targets); err != nil {
 		p.metrics.RedisError("delete")
 		return err
 	}

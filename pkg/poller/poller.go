@@ -29,11 +29,12 @@ type Fetcher interface {
 
 // Store is the Redis side (writer.Writer).
 type Store interface {
-	Inspect(ctx context.Context, keys []string) ([]writer.Stored, error)
-	Write(ctx context.Context, key string, lcut int64, payload []byte) (writer.WriteResult, error)
-	Touch(ctx context.Context, keys []string) error
+	Inspect(ctx context.Context, targets []keys.Target) ([]writer.Stored, error)
+	Write(ctx context.Context, t keys.Target, p *writer.Payload) (writer.WriteResult, error)
+	Touch(ctx context.Context, targets []keys.Target) error
 	TTL() time.Duration
-	Delete(ctx context.Context, keys []string) error
+	DeleteSiblings(ctx context.Context, targets []keys.Target) error
+	Delete(ctx context.Context, targets []keys.Target) error
 }
 
 // Gate tells whether this replica may fetch and write now (leader election).
@@ -47,10 +48,10 @@ func (alwaysLeading) Leading() bool { return true }
 
 // Options configure a Poller.
 type Options struct {
-	Keys                 []keys.SDKKey
-	Versions             []keys.Version
-	Schemas              []keys.Schema
-	KeyPrefix            string
+	Keys     []keys.SDKKey
+	Versions []keys.Version
+	// Layout says which targets are written for each key and version.
+	Layout               keys.Layout
 	Interval             time.Duration
 	Concurrency          int
 	DeleteOnUnauthorized bool
@@ -84,7 +85,6 @@ type job struct {
 	key     keys.SDKKey
 	version keys.Version
 	targets []keys.Target
-	names   []string // targets' plain_text keys, for Inspect
 	backoff *backoff.ExponentialBackOff
 
 	next         time.Time
@@ -145,10 +145,7 @@ func New(opt Options, f Fetcher, s Store, log zerolog.Logger, m *metrics.Metrics
 }
 
 func (p *Poller) newJob(k keys.SDKKey, v keys.Version) *job {
-	j := &job{key: k, version: v, targets: keys.Targets(p.opt.KeyPrefix, k, v, p.opt.Schemas), index: -1}
-	for _, t := range j.targets {
-		j.names = append(j.names, t.Key)
-	}
+	j := &job{key: k, version: v, targets: p.opt.Layout.Targets(k, v), index: -1}
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = min(time.Second, p.opt.Interval)
 	b.Multiplier = 2
@@ -249,9 +246,9 @@ func (p *Poller) Once(ctx context.Context) []Status {
 // polls each job under the concurrency cap. Every job is sent to done exactly
 // once, polled or not.
 func (p *Poller) runBatch(ctx context.Context, batch []*job, sem chan struct{}, done chan<- *job) {
-	var names []string
+	var targets []keys.Target
 	for _, j := range batch {
-		names = append(names, j.names...)
+		targets = append(targets, j.targets...)
 	}
 	var (
 		stored     []writer.Stored
@@ -259,7 +256,7 @@ func (p *Poller) runBatch(ctx context.Context, batch []*job, sem chan struct{}, 
 	)
 	if p.opt.Gate.Leading() {
 		ictx, cancel := context.WithTimeout(ctx, p.opt.RedisTimeout)
-		stored, inspectErr = p.store.Inspect(ictx, names)
+		stored, inspectErr = p.store.Inspect(ictx, targets)
 		cancel()
 		if inspectErr != nil {
 			p.metrics.RedisError("inspect")
@@ -269,9 +266,9 @@ func (p *Poller) runBatch(ctx context.Context, batch []*job, sem chan struct{}, 
 	for _, j := range batch {
 		var js []writer.Stored
 		if stored != nil {
-			js = stored[offset : offset+len(j.names)]
+			js = stored[offset : offset+len(j.targets)]
 		}
-		offset += len(j.names)
+		offset += len(j.targets)
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():

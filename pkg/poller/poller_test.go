@@ -51,8 +51,11 @@ func newHarness(t testing.TB, opt Options) *harness {
 	if opt.Versions == nil {
 		opt.Versions = allVers
 	}
-	if opt.Schemas == nil {
-		opt.Schemas = allSch
+	if opt.Layout.Schemas == nil {
+		opt.Layout.Schemas = allSch
+	}
+	if opt.Layout.Formats == nil {
+		opt.Layout.Formats = []keys.Format{keys.SFP}
 	}
 	if opt.Interval == 0 {
 		opt.Interval = 300 * time.Millisecond
@@ -104,8 +107,8 @@ func (h *harness) hash(name string) map[string]string {
 // current reports whether every target of k holds the CDN's current payload.
 func (h *harness) current(k keys.SDKKey) bool {
 	for _, v := range h.opt.Versions {
-		for _, t := range keys.Targets(h.opt.KeyPrefix, k, v, h.opt.Schemas) {
-			if h.hash(t.Key)["config"] != h.body(k, v) {
+		for _, t := range h.opt.Layout.Targets(k, v) {
+			if e, err := writer.New(h.rdb, 0).Read(context.Background(), t); err != nil || string(e.Payload) != h.body(k, v) {
 				return false
 			}
 		}
@@ -137,7 +140,7 @@ func (h *harness) waitFor(what string, limit time.Duration, cond func() bool) ti
 
 func TestOnceWritesTheExactLayout(t *testing.T) {
 	ctx := context.Background()
-	h := newHarness(t, Options{KeyPrefix: "team-a:"})
+	h := newHarness(t, Options{Layout: keys.Layout{Prefix: "team-a:"}})
 	// A statsig-br sibling left by someone else would hide every JSON write
 	// from server-core stores with getBytes: it must go.
 	for _, k := range h.opt.Keys {

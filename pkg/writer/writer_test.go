@@ -10,9 +10,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/statsig-populator/statsig-populator/internal/redistest"
+	"github.com/statsig-populator/statsig-populator/pkg/keys"
 )
 
 const key = "statsig|/v2/download_config_specs|plain_text|abc"
+
+var target = keys.Target{Format: keys.SFP, Key: key}
+
+func payload(lcut int64, body string) *Payload { return &Payload{Body: []byte(body), Lcut: lcut} }
 
 func newWriter(t *testing.T, ttl time.Duration) (*Writer, *redistest.Server) {
 	srv := redistest.Start(t)
@@ -39,7 +44,7 @@ func TestWriteIsMonotonic(t *testing.T) {
 		{2000, `{"time":2000}`, true, 2000, `{"time":2000}`},
 	}
 	for i, s := range steps {
-		res, err := w.Write(ctx, key, s.lcut, []byte(s.payload))
+		res, err := w.Write(ctx, target, payload(s.lcut, s.payload))
 		if err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
@@ -62,7 +67,7 @@ func TestWriteReplacesHashWithoutConfig(t *testing.T) {
 	w, srv := newWriter(t, 0)
 	// A hash with an lcut but no payload is not a payload: it must not block writes.
 	srv.Client().HSet(ctx, key, "lcut", "9999999999999")
-	res, err := w.Write(ctx, key, 10, []byte("{}"))
+	res, err := w.Write(ctx, target, payload(10, "{}"))
 	if err != nil || !res.Written {
 		t.Fatalf("Write over a hash without config = %+v, %v; want written", res, err)
 	}
@@ -72,7 +77,7 @@ func TestWriteRefusesOtherTypes(t *testing.T) {
 	ctx := context.Background()
 	w, srv := newWriter(t, 0)
 	srv.Client().Set(ctx, key, "someone else's string", 0)
-	_, err := w.Write(ctx, key, 10, []byte("{}"))
+	_, err := w.Write(ctx, target, payload(10, "{}"))
 	if err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
 		t.Fatalf("Write over a string = %v, want WRONGTYPE", err)
 	}
@@ -85,14 +90,14 @@ func TestWriteSetsAndRefreshesTTL(t *testing.T) {
 	ctx := context.Background()
 	w, srv := newWriter(t, time.Hour)
 	rdb := srv.Client()
-	if _, err := w.Write(ctx, key, 1, []byte("{}")); err != nil {
+	if _, err := w.Write(ctx, target, payload(1, "{}")); err != nil {
 		t.Fatal(err)
 	}
 	if ttl := rdb.PTTL(ctx, key).Val(); ttl < 59*time.Minute || ttl > time.Hour {
 		t.Fatalf("TTL after write = %v, want about 1h", ttl)
 	}
 	rdb.PExpire(ctx, key, time.Minute)
-	if err := w.Touch(ctx, []string{key, "missing"}); err != nil {
+	if err := w.Touch(ctx, []keys.Target{target, {Key: "missing"}}); err != nil {
 		t.Fatal(err)
 	}
 	if ttl := rdb.PTTL(ctx, key).Val(); ttl < 59*time.Minute {
@@ -102,7 +107,7 @@ func TestWriteSetsAndRefreshesTTL(t *testing.T) {
 		t.Fatal("Touch created a key")
 	}
 	// Switching to "never expire" clears the TTL on the next touch.
-	if err := New(w.rdb, 0).Touch(ctx, []string{key}); err != nil {
+	if err := New(w.rdb, 0).Touch(ctx, []keys.Target{target}); err != nil {
 		t.Fatal(err)
 	}
 	if ttl := rdb.TTL(ctx, key).Val(); ttl != -1 {
@@ -114,12 +119,12 @@ func TestInspect(t *testing.T) {
 	ctx := context.Background()
 	w, srv := newWriter(t, 0)
 	rdb := srv.Client()
-	if _, err := w.Write(ctx, "a", 1234, []byte(`{"x":1}`)); err != nil {
+	if _, err := w.Write(ctx, keys.Target{Key: "a"}, payload(1234, `{"x":1}`)); err != nil {
 		t.Fatal(err)
 	}
 	rdb.Set(ctx, "str", "x", 0)
 	rdb.HSet(ctx, "nolcut", "config", "{}")
-	got, err := w.Inspect(ctx, []string{"a", "missing", "str", "nolcut"})
+	got, err := w.Inspect(ctx, []keys.Target{{Key: "a"}, {Key: "missing"}, {Key: "str"}, {Key: "nolcut"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +142,7 @@ func TestInspect(t *testing.T) {
 	}
 
 	srv.Kill()
-	if _, err := w.Inspect(ctx, []string{"a"}); err == nil {
+	if _, err := w.Inspect(ctx, []keys.Target{{Key: "a"}}); err == nil {
 		t.Error("Inspect with Redis down returned no error")
 	}
 }
@@ -145,11 +150,11 @@ func TestInspect(t *testing.T) {
 func TestWriteSurvivesScriptCacheLoss(t *testing.T) {
 	ctx := context.Background()
 	w, srv := newWriter(t, 0)
-	if _, err := w.Write(ctx, key, 1, []byte("{}")); err != nil {
+	if _, err := w.Write(ctx, target, payload(1, "{}")); err != nil {
 		t.Fatal(err)
 	}
 	srv.Restart() // a new server has an empty script cache: EVALSHA answers NOSCRIPT
-	res, err := w.Write(ctx, key, 2, []byte("{}"))
+	res, err := w.Write(ctx, target, payload(2, "{}"))
 	if err != nil || !res.Written {
 		t.Fatalf("Write after restart = %+v, %v", res, err)
 	}
@@ -159,12 +164,24 @@ func TestDelete(t *testing.T) {
 	ctx := context.Background()
 	w, srv := newWriter(t, 0)
 	rdb := srv.Client()
-	rdb.Set(ctx, "x", "1", 0)
 	rdb.HSet(ctx, "y", "config", "1")
-	if err := w.Delete(ctx, []string{"x", "y", "z"}); err != nil {
+	rdb.Set(ctx, "y-br", "1", 0)
+	rdb.Set(ctx, "s", "1", 0)
+	rdb.Set(ctx, "s-lcut", "1", 0)
+	rdb.HSet(ctx, "shared", "f", "1", "f|lcut", "1", "other", "kept")
+	targets := []keys.Target{
+		{Format: keys.SFP, Key: "y", BRSibling: "y-br"},
+		{Format: keys.String, Key: "s", LcutRef: "s-lcut"},
+		{Format: keys.NodeRedis, Key: "shared", Field: "f", LcutRef: "f|lcut"},
+		{Format: keys.SFP, Key: "z"},
+	}
+	if err := w.Delete(ctx, targets); err != nil {
 		t.Fatal(err)
 	}
-	if n := rdb.Exists(ctx, "x", "y").Val(); n != 0 {
+	if n := rdb.Exists(ctx, "y", "y-br", "s", "s-lcut").Val(); n != 0 {
 		t.Fatalf("%d keys left", n)
+	}
+	if got := rdb.HGetAll(ctx, "shared").Val(); len(got) != 1 || got["other"] != "kept" {
+		t.Fatalf("shared hash = %v, want only the other field", got)
 	}
 }
