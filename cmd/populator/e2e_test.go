@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -56,13 +57,14 @@ func env(vars ...string) []string {
 }
 
 type stack struct {
+	t     *testing.T
 	cdn   *fakecdn.Server
 	url   string
 	redis *redistest.Server
 }
 
 func newStack(t *testing.T, redisArgs ...string) *stack {
-	s := &stack{cdn: fakecdn.New(), redis: redistest.Start(t, redisArgs...)}
+	s := &stack{t: t, cdn: fakecdn.New(), redis: redistest.Start(t, redisArgs...)}
 	srv := httptest.NewServer(s.cdn)
 	t.Cleanup(srv.Close)
 	s.url = srv.URL
@@ -78,6 +80,7 @@ func (s *stack) baseEnv(extra ...string) []string {
 		"REDIS_URL=" + s.redis.URL(),
 		"POLL_INTERVAL=300ms",
 		"FETCH_TIMEOUT=2s",
+		"ADMIN_ADDR=127.0.0.1:" + strconv.Itoa(redistest.FreePort(s.t)),
 	}, extra...)...)
 }
 

@@ -11,8 +11,11 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/statsig-populator/statsig-populator/pkg/admin"
 	"github.com/statsig-populator/statsig-populator/pkg/config"
 	"github.com/statsig-populator/statsig-populator/pkg/fetcher"
+	"github.com/statsig-populator/statsig-populator/pkg/keyfile"
+	"github.com/statsig-populator/statsig-populator/pkg/leader"
 	"github.com/statsig-populator/statsig-populator/pkg/logging"
 	"github.com/statsig-populator/statsig-populator/pkg/metrics"
 	"github.com/statsig-populator/statsig-populator/pkg/poller"
@@ -28,7 +31,8 @@ type worker struct {
 	log     zerolog.Logger
 	rdb     redis.UniversalClient
 	metrics *metrics.Metrics
-	poller  *poller.Poller
+	fetcher *fetcher.Client
+	store   *writer.Writer
 }
 
 // setup loads the configuration and wires the parts. A configuration error
@@ -46,33 +50,52 @@ func setup(stderr io.Writer) (*worker, error) {
 		fmt.Fprintln(stderr, "populator:", err)
 		return nil, exitError{exitBadConfig}
 	}
-	m := metrics.New(false)
-	f := fetcher.New(fetcher.Options{
-		BaseURL:         cfg.APIURL,
-		Timeout:         cfg.FetchTimeout,
-		MaxPayloadBytes: cfg.MaxPayloadBytes,
-		UserAgent:       "statsig-populator/" + buildVersion(),
-		Transport:       fetcher.NewTransport(cfg.PollConcurrency),
-	})
-	p := poller.New(poller.Options{
-		Keys:                 cfg.SDKKeys,
-		Versions:             cfg.Versions,
-		Layout:               cfg.Layout,
-		Interval:             cfg.PollInterval,
-		Concurrency:          cfg.PollConcurrency,
-		DeleteOnUnauthorized: cfg.DeleteOnUnauthorized,
-	}, f, writer.New(rdb, cfg.KeyTTL), log, m)
+	if cfg.Redis.InsecureSkipVerify {
+		log.Warn().Msg("REDIS_TLS_INSECURE_SKIP_VERIFY is on: the Redis server's certificate is NOT verified; anyone on the path can read and change what is written")
+	}
+	w := &worker{
+		cfg:     cfg,
+		log:     log,
+		rdb:     rdb,
+		metrics: metrics.New(cfg.MetricsPerKey),
+		store:   writer.New(rdb, cfg.KeyTTL),
+		fetcher: fetcher.New(fetcher.Options{
+			BaseURL:         cfg.APIURL,
+			Timeout:         cfg.FetchTimeout,
+			MaxPayloadBytes: cfg.MaxPayloadBytes,
+			UserAgent:       "statsig-populator/" + buildVersion(),
+			Transport:       fetcher.NewTransport(cfg.PollConcurrency, cfg.CDNRootCAs),
+		}),
+	}
 	log.Info().Str("version", buildVersion()).Int("sdk_keys", len(cfg.SDKKeys)).Strs("versions", strs(cfg.Versions)).
-		Strs("formats", strs(cfg.Layout.Formats)).Strs("schemas", strs(cfg.Layout.Schemas)).Str("redis", target).Str("api_url", cfg.APIURL).
-		Dur("interval", cfg.PollInterval).Msg("starting")
-	return &worker{cfg: cfg, log: log, rdb: rdb, metrics: m, poller: p}, nil
+		Strs("formats", strs(cfg.Layout.Formats)).Strs("schemas", strs(cfg.Layout.Schemas)).Str("redis", target).
+		Str("api_url", cfg.APIURL).Dur("interval", cfg.PollInterval).Msg("starting")
+	return w, nil
+}
+
+// poller builds the poller; gate is nil when every poll may write.
+func (w *worker) poller(gate poller.Gate) *poller.Poller {
+	return poller.New(poller.Options{
+		Keys:                 w.cfg.SDKKeys,
+		Versions:             w.cfg.Versions,
+		Layout:               w.cfg.Layout,
+		Interval:             w.cfg.PollInterval,
+		Concurrency:          w.cfg.PollConcurrency,
+		DeleteOnUnauthorized: w.cfg.DeleteOnUnauthorized,
+		DeleteRemovedKeys:    w.cfg.DeleteRemovedKeys,
+		Gate:                 gate,
+	}, w.fetcher, w.store, w.log, w.metrics)
 }
 
 // redisClient connects to the configured Redis; the description is safe to
 // log.
 func redisClient(cfg config.Config) (redis.UniversalClient, string, error) {
-	return redisconn.New(cfg)
+	rdb, err := redisconn.New(cfg.Redis)
+	return rdb, cfg.Redis.Describe(), err
 }
+
+// LeaseKey is the Redis key replicas compete for.
+func leaseKey(prefix string) string { return prefix + "statsig-populator:leader" }
 
 func runWorker(ctx context.Context, stderr io.Writer) error {
 	w, err := setup(stderr)
@@ -80,14 +103,73 @@ func runWorker(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	defer w.rdb.Close()
+	cfg := w.cfg
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	if err := w.rdb.Ping(pctx).Err(); err != nil {
 		w.log.Warn().Err(err).Msg("Redis does not answer yet; polls retry until it does")
 	}
 	cancel()
-	err = w.poller.Run(ctx)
+
+	var (
+		el          *leader.Elector
+		gate        poller.Gate
+		leaderState func() leader.State
+		background  = make(chan struct{})
+		bgCount     int
+	)
+	bg := func(f func()) {
+		bgCount++
+		go func() { defer func() { background <- struct{}{} }(); f() }()
+	}
+	if cfg.LeaderElection {
+		el = leader.New(w.rdb, leaseKey(cfg.Layout.Prefix), cfg.LeaderLease, w.log)
+		gate, leaderState = el, el.State
+	} else {
+		w.metrics.SetLeader(true)
+	}
+	p := w.poller(gate)
+	if el != nil {
+		el.OnChange = func(leading bool) {
+			w.metrics.SetLeader(leading)
+			if leading {
+				p.Kick()
+			}
+		}
+		bg(func() { el.Run(ctx) })
+	}
+	w.metrics.RegisterGaugeFunc("oldest_lcut_age_seconds",
+		"Age of the oldest lcut held in Redis across keys and versions (0 before the first poll).",
+		func() float64 { return oldestLcutAge(p.Statuses(), time.Now()) })
+
+	if cfg.AdminAddr != "" {
+		h := admin.Handler(p, admin.Options{Interval: cfg.PollInterval, Version: buildVersion(), Registry: w.metrics.Registry, Leader: leaderState})
+		if err := admin.Serve(ctx, cfg.AdminAddr, h, w.log); err != nil {
+			fmt.Fprintln(stderr, "populator:", err)
+			return exitError{exitFailure}
+		}
+	}
+	if cfg.SDKKeysFile != "" {
+		period := min(max(cfg.PollInterval/2, 100*time.Millisecond), 5*time.Second)
+		bg(func() { keyfile.Watch(ctx, cfg.SDKKeysFile, cfg.KeysFromEnv, period, p.SetKeys, w.log) })
+	}
+
+	err = p.Run(ctx)
+	for ; bgCount > 0; bgCount-- {
+		<-background
+	}
 	w.log.Info().Msg("stopped")
 	return err
+}
+
+// oldestLcutAge is the largest now − lcut over the statuses that have one.
+func oldestLcutAge(statuses []poller.Status, now time.Time) float64 {
+	oldest := 0.0
+	for _, s := range statuses {
+		if s.Lcut > 0 {
+			oldest = max(oldest, now.Sub(time.UnixMilli(s.Lcut)).Seconds())
+		}
+	}
+	return oldest
 }
 
 func runOnce(ctx context.Context, stdout, stderr io.Writer) error {
@@ -96,7 +178,9 @@ func runOnce(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer w.rdb.Close()
-	statuses := w.poller.Once(ctx)
+	// once writes whatever the lease says: it is meant for a CronJob that is
+	// the only writer, and writes are guarded by lcut anyway.
+	statuses := w.poller(nil).Once(ctx)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SDK KEY\tVERSION\tCURRENT\tLCUT\tOUTCOME\tERROR")
 	notCurrent := 0

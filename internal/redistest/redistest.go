@@ -178,3 +178,111 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, " | ")
 }
+
+// Cluster is a Redis Cluster of masters started by a test.
+type Cluster struct {
+	Nodes []*Server
+}
+
+// StartCluster starts n redis-server processes in cluster mode and joins them
+// into one cluster of n masters (redis-cli --cluster create), all slots
+// covered.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	c := &Cluster{}
+	var addrs []string
+	for i := 0; i < n; i++ {
+		s := Start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+		c.Nodes = append(c.Nodes, s)
+		addrs = append(addrs, s.Addr())
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	out, err := exec.Command("redis-cli", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, s := range c.Nodes {
+		for !strings.Contains(s.admin.ClusterInfo(context.Background()).Val(), "cluster_state:ok") {
+			if time.Now().After(deadline) {
+				t.Fatalf("cluster not ok: %s", s.admin.ClusterInfo(context.Background()).Val())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return c
+}
+
+// Addrs lists host:port of every node.
+func (c *Cluster) Addrs() []string {
+	var out []string
+	for _, s := range c.Nodes {
+		out = append(out, s.Addr())
+	}
+	return out
+}
+
+// Client is a cluster client for the test's own checks.
+func (c *Cluster) Client(t testing.TB) *redis.ClusterClient {
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// StartSentinel runs a Sentinel monitoring master under name (quorum 1,
+// failure detection after 1 s).
+func StartSentinel(t testing.TB, name string, master *Server) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "sentinel.conf")
+	text := fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 1000\nsentinel failover-timeout %s 5000\nsentinel resolve-hostnames no\n",
+		name, master.Port, name, name)
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{t: t, Dir: dir, args: []string{conf, "--sentinel", "--bind", "127.0.0.1", "--protected-mode", "no", "--daemonize", "no"}}
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		s.Port = FreePort(t)
+		if lastErr = s.startSentinel(bin); lastErr == nil {
+			break
+		}
+	}
+	if lastErr != nil {
+		t.Fatalf("starting sentinel: %v", lastErr)
+	}
+	t.Cleanup(s.Kill)
+	return s
+}
+
+// startSentinel runs redis-server in sentinel mode: the config file must be
+// the first argument.
+func (s *Server) startSentinel(bin string) error {
+	args := append([]string{s.args[0], "--port", strconv.Itoa(s.Port)}, s.args[1:]...)
+	cmd := exec.Command(bin, args...)
+	logf, err := os.OpenFile(filepath.Join(s.Dir, "redis.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return err
+	}
+	go func() { _ = cmd.Wait(); logf.Close() }()
+	s.cmd = cmd
+	s.admin = redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: time.Second})
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if s.admin.Ping(context.Background()).Err() == nil {
+			return nil
+		}
+	}
+	_ = cmd.Process.Kill()
+	return fmt.Errorf("sentinel on port %d did not answer", s.Port)
+}

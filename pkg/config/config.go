@@ -5,11 +5,14 @@
 package config
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -34,20 +37,42 @@ type Env struct {
 	PollConcurrency      string `envconfig:"POLL_CONCURRENCY" default:"64" desc:"max CDN requests in flight"`
 	FetchTimeout         string `envconfig:"FETCH_TIMEOUT" default:"30s" desc:"timeout of one whole CDN request"`
 	MaxPayloadBytes      string `envconfig:"MAX_PAYLOAD_BYTES" default:"268435456" desc:"larger payloads are rejected, not written"`
-	RedisURL             string `envconfig:"REDIS_URL" default:"redis://127.0.0.1:6379/0" desc:"redis:// or rediss:// URL; user and password allowed"`
+	RedisURL             string `envconfig:"REDIS_URL" default:"redis://127.0.0.1:6379/0" desc:"standalone Redis: redis:// or rediss:// URL; user and password allowed"`
+	RedisClusterAddrs    string `envconfig:"REDIS_CLUSTER_ADDRS" desc:"Redis Cluster seed nodes host:port, comma-separated (instead of REDIS_URL)"`
+	RedisSentinelAddrs   string `envconfig:"REDIS_SENTINEL_ADDRS" desc:"Sentinel nodes host:port, comma-separated (instead of REDIS_URL)"`
+	RedisSentinelMaster  string `envconfig:"REDIS_SENTINEL_MASTER" desc:"master name monitored by the Sentinels"`
+	RedisSentinelPass    string `envconfig:"REDIS_SENTINEL_PASSWORD" desc:"password of the Sentinels"`
+	RedisSentinelPassF   string `envconfig:"REDIS_SENTINEL_PASSWORD_FILE" desc:"file holding the Sentinels' password"`
+	RedisUsername        string `envconfig:"REDIS_USERNAME" desc:"ACL user name (overrides the URL's)"`
+	RedisPassword        string `envconfig:"REDIS_PASSWORD" desc:"password (overrides the URL's)"`
+	RedisPasswordFile    string `envconfig:"REDIS_PASSWORD_FILE" desc:"file holding the password"`
+	RedisDB              string `envconfig:"REDIS_DB" desc:"database number (overrides the URL's; must be 0 on a cluster)"`
+	RedisTLS             string `envconfig:"REDIS_TLS" default:"false" desc:"connect with TLS (implied by rediss://)"`
+	RedisTLSCAFile       string `envconfig:"REDIS_TLS_CA_FILE" desc:"PEM CA bundle to verify Redis (default: system roots)"`
+	RedisTLSCertFile     string `envconfig:"REDIS_TLS_CERT_FILE" desc:"PEM client certificate for mutual TLS"`
+	RedisTLSKeyFile      string `envconfig:"REDIS_TLS_KEY_FILE" desc:"PEM client key for mutual TLS"`
+	RedisTLSServerName   string `envconfig:"REDIS_TLS_SERVER_NAME" desc:"name to verify in the server certificate (default: the host)"`
+	RedisTLSInsecure     string `envconfig:"REDIS_TLS_INSECURE_SKIP_VERIFY" default:"false" desc:"do not verify the server certificate (unsafe)"`
 	RedisKeyPrefix       string `envconfig:"REDIS_KEY_PREFIX" desc:"prepended to every key written"`
 	RedisKeySchemas      string `envconfig:"REDIS_KEY_SCHEMAS" default:"hashed,prefix" desc:"last key segment: hashed = base64(sha256(key)), prefix = first 20 characters"`
 	RedisFormats         string `envconfig:"REDIS_FORMATS" default:"sfp" desc:"layouts to write: sfp (forward-proxy HASH), node-redis (statsig-node-redis HASH), string (plain STRING at the sfp names)"`
 	RedisNodeRedisHash   string `envconfig:"REDIS_NODE_REDIS_HASH" default:"statsig-redis" desc:"name of the node-redis HASH (REDIS_KEY_PREFIX is prepended)"`
 	RedisKeyTTL          string `envconfig:"REDIS_KEY_TTL" default:"0" desc:"0 = keys never expire; else refreshed after every successful poll"`
 	DeleteOnUnauthorized string `envconfig:"DELETE_ON_UNAUTHORIZED" default:"false" desc:"on 401/403 delete that key's entries"`
+	DeleteRemovedKeys    string `envconfig:"DELETE_REMOVED_KEYS" default:"false" desc:"delete the entries of keys removed from the keys file"`
+	StatsigCAFile        string `envconfig:"STATSIG_CA_FILE" desc:"PEM CA bundle trusted for the CDN in addition to the system roots"`
+	AdminAddr            string `envconfig:"ADMIN_ADDR" default:":8080" desc:"admin HTTP server (healthz, readyz, status, metrics); empty disables it"`
+	MetricsPerKey        string `envconfig:"METRICS_PER_KEY" default:"false" desc:"add per-key series (redacted key names) to /metrics"`
+	LeaderElection       string `envconfig:"LEADER_ELECTION" default:"true" desc:"only the replica holding the Redis lease fetches and writes"`
+	LeaderLease          string `envconfig:"LEADER_LEASE" default:"15s" desc:"lease duration; renewed every third of it"`
 	LogLevel             string `envconfig:"LOG_LEVEL" default:"info" desc:"trace, debug, info, warn or error"`
 	LogFormat            string `envconfig:"LOG_FORMAT" default:"json" desc:"json, or console for humans"`
 }
 
 // Config is the validated configuration.
 type Config struct {
-	SDKKeys              []keys.SDKKey
+	SDKKeys              []keys.SDKKey // both sources, merged
+	KeysFromEnv          []keys.SDKKey // STATSIG_SERVER_SDK_KEYS alone
 	SDKKeysFile          string
 	APIURL               string
 	Versions             []keys.Version
@@ -55,12 +80,20 @@ type Config struct {
 	PollConcurrency      int
 	FetchTimeout         time.Duration
 	MaxPayloadBytes      int64
-	RedisURL             string
+	Redis                Redis
 	Layout               keys.Layout // prefix, formats, schemas, node-redis hash
 	KeyTTL               time.Duration
 	DeleteOnUnauthorized bool
-	LogLevel             zerolog.Level
-	LogFormat            string
+	DeleteRemovedKeys    bool
+	// CDNRootCAs is the system roots plus STATSIG_CA_FILE; nil means the
+	// system roots alone.
+	CDNRootCAs     *x509.CertPool
+	AdminAddr      string
+	MetricsPerKey  bool
+	LeaderElection bool
+	LeaderLease    time.Duration
+	LogLevel       zerolog.Level
+	LogFormat      string
 }
 
 // Problem is one thing wrong with the configuration.
@@ -119,28 +152,23 @@ func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (C
 	add := func(v, format string, args ...any) { errs = append(errs, Problem{v, fmt.Sprintf(format, args...)}) }
 
 	// Keys: both sources, merged, deduplicated, in order of appearance.
-	seen := map[string]bool{}
-	addKeys := func(v, origin, text string) {
-		for i, raw := range splitList(text) {
-			k, err := keys.Parse(raw)
-			if err != nil {
-				add(v, "%s %d: %v", origin, i+1, err)
-				continue
-			}
-			if !seen[raw] {
-				seen[raw] = true
-				c.SDKKeys = append(c.SDKKeys, k)
-			}
-		}
+	fromEnv, bad := ParseKeys(env.SDKKeys)
+	for _, msg := range bad {
+		add("STATSIG_SERVER_SDK_KEYS", "%s", msg)
 	}
-	addKeys("STATSIG_SERVER_SDK_KEYS", "key", env.SDKKeys)
+	c.KeysFromEnv = fromEnv
+	c.SDKKeys = fromEnv
 	if env.SDKKeysFile != "" {
 		c.SDKKeysFile = env.SDKKeysFile
 		data, err := readFile(env.SDKKeysFile)
 		if err != nil {
 			add("STATSIG_SERVER_SDK_KEYS_FILE", "cannot read %s: %v", env.SDKKeysFile, unwrapPathError(err))
 		} else {
-			addKeys("STATSIG_SERVER_SDK_KEYS_FILE", "key", StripComments(string(data)))
+			fromFile, bad := ParseKeys(string(data))
+			for _, msg := range bad {
+				add("STATSIG_SERVER_SDK_KEYS_FILE", "%s", msg)
+			}
+			c.SDKKeys = MergeKeys(fromEnv, fromFile)
 		}
 	}
 	if requireKeys && len(c.SDKKeys) == 0 && !hasProblem(errs, "STATSIG_SERVER_SDK_KEYS") && !hasProblem(errs, "STATSIG_SERVER_SDK_KEYS_FILE") {
@@ -170,10 +198,7 @@ func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (C
 	c.PollConcurrency = int(integer(add, "POLL_CONCURRENCY", env.PollConcurrency, 1, 10000))
 	c.MaxPayloadBytes = integer(add, "MAX_PAYLOAD_BYTES", env.MaxPayloadBytes, 1024, 4<<30)
 
-	c.RedisURL = env.RedisURL
-	if msg := checkRedisURL(env.RedisURL); msg != "" {
-		add("REDIS_URL", "%s", msg)
-	}
+	c.Redis = env.parseRedis(add, readFile)
 	c.Layout.Prefix = env.RedisKeyPrefix
 	for _, s := range dedupe(splitList(env.RedisKeySchemas)) {
 		sc, err := keys.ParseSchema(s)
@@ -210,6 +235,19 @@ func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (C
 		c.KeyTTL = duration(add, "REDIS_KEY_TTL", env.RedisKeyTTL, time.Second, 365*24*time.Hour)
 	}
 	c.DeleteOnUnauthorized = boolean(add, "DELETE_ON_UNAUTHORIZED", env.DeleteOnUnauthorized)
+	c.DeleteRemovedKeys = boolean(add, "DELETE_REMOVED_KEYS", env.DeleteRemovedKeys)
+	if env.StatsigCAFile != "" {
+		c.CDNRootCAs = certPool(add, "STATSIG_CA_FILE", env.StatsigCAFile, readFile)
+	}
+	c.AdminAddr = env.AdminAddr
+	if env.AdminAddr != "" {
+		if _, _, err := net.SplitHostPort(env.AdminAddr); err != nil {
+			add("ADMIN_ADDR", "%q is not host:port (e.g. :8080)", env.AdminAddr)
+		}
+	}
+	c.MetricsPerKey = boolean(add, "METRICS_PER_KEY", env.MetricsPerKey)
+	c.LeaderElection = boolean(add, "LEADER_ELECTION", env.LeaderElection)
+	c.LeaderLease = duration(add, "LEADER_LEASE", env.LeaderLease, 300*time.Millisecond, 10*time.Minute)
 
 	if lvl, err := zerolog.ParseLevel(strings.ToLower(env.LogLevel)); err != nil || env.LogLevel == "" {
 		add("LOG_LEVEL", "%q is not one of trace, debug, info, warn, error", env.LogLevel)
@@ -233,33 +271,49 @@ func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (C
 // varOrder sorts problems in the order of Env's fields.
 var varOrder = func() map[string]int {
 	m := map[string]int{}
-	for i, name := range []string{"STATSIG_SERVER_SDK_KEYS", "STATSIG_SERVER_SDK_KEYS_FILE", "STATSIG_API_URL", "STATSIG_DCS_VERSIONS",
-		"POLL_INTERVAL", "POLL_CONCURRENCY", "FETCH_TIMEOUT", "MAX_PAYLOAD_BYTES", "REDIS_URL", "REDIS_KEY_PREFIX",
-		"REDIS_KEY_SCHEMAS", "REDIS_FORMATS", "REDIS_NODE_REDIS_HASH", "REDIS_KEY_TTL", "DELETE_ON_UNAUTHORIZED", "LOG_LEVEL", "LOG_FORMAT"} {
-		m[name] = i
+	t := reflect.TypeOf(Env{})
+	for i := 0; i < t.NumField(); i++ {
+		m[t.Field(i).Tag.Get("envconfig")] = i
 	}
 	return m
 }()
 
-// checkRedisURL validates a Redis URL without ever quoting it: it may hold a
-// password.
-func checkRedisURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "not a valid URL (its text is not shown: it may contain a password)"
-	}
-	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return fmt.Sprintf("scheme %q is not redis:// or rediss://", u.Scheme)
-	}
-	if u.Host == "" {
-		return "no host"
-	}
-	if p := strings.Trim(u.Path, "/"); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 0 {
-			return fmt.Sprintf("path %q is not a database number", u.Path)
+// ParseKeys reads a list of SDK keys separated by commas, white space or
+// newlines, where '#' starts a comment. It returns the valid keys, without
+// duplicates, and a message per invalid one (redacted).
+func ParseKeys(text string) ([]keys.SDKKey, []string) {
+	var (
+		out  []keys.SDKKey
+		bad  []string
+		seen = map[string]bool{}
+	)
+	for i, raw := range splitList(StripComments(text)) {
+		k, err := keys.Parse(raw)
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("key %d: %v", i+1, err))
+			continue
+		}
+		if !seen[raw] {
+			seen[raw] = true
+			out = append(out, k)
 		}
 	}
-	return ""
+	return out, bad
+}
+
+// MergeKeys concatenates key lists, dropping duplicates, in order.
+func MergeKeys(lists ...[]keys.SDKKey) []keys.SDKKey {
+	var out []keys.SDKKey
+	seen := map[string]bool{}
+	for _, l := range lists {
+		for _, k := range l {
+			if !seen[k.Reveal()] {
+				seen[k.Reveal()] = true
+				out = append(out, k)
+			}
+		}
+	}
+	return out
 }
 
 // StripComments removes everything from a '#' to the end of its line.

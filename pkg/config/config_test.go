@@ -24,9 +24,9 @@ const (
 // defaults is Env as envconfig fills it from an empty environment.
 func defaults(t *testing.T) Env {
 	t.Helper()
-	for _, v := range []string{"STATSIG_SERVER_SDK_KEYS", "STATSIG_SERVER_SDK_KEYS_FILE", "STATSIG_API_URL", "STATSIG_DCS_VERSIONS",
-		"POLL_INTERVAL", "POLL_CONCURRENCY", "FETCH_TIMEOUT", "MAX_PAYLOAD_BYTES", "REDIS_URL", "REDIS_KEY_PREFIX",
-		"REDIS_KEY_SCHEMAS", "REDIS_FORMATS", "REDIS_NODE_REDIS_HASH", "REDIS_KEY_TTL", "DELETE_ON_UNAUTHORIZED", "LOG_LEVEL", "LOG_FORMAT"} {
+	et := reflect.TypeOf(Env{})
+	for i := 0; i < et.NumField(); i++ {
+		v := et.Field(i).Tag.Get("envconfig")
 		t.Setenv(v, "")
 		os.Unsetenv(v)
 	}
@@ -42,7 +42,10 @@ func defaults(t *testing.T) Env {
 		t.Fatal(err)
 	}
 	if c.APIURL != "https://api.statsigcdn.com" || c.PollInterval != 10*time.Second || c.PollConcurrency != 64 ||
-		c.FetchTimeout != 30*time.Second || c.MaxPayloadBytes != 268435456 || c.RedisURL != "redis://127.0.0.1:6379/0" ||
+		c.FetchTimeout != 30*time.Second || c.MaxPayloadBytes != 268435456 ||
+		!reflect.DeepEqual(c.Redis, Redis{Mode: Standalone, Addrs: []string{"127.0.0.1:6379"}}) ||
+		c.AdminAddr != ":8080" || !c.LeaderElection || c.LeaderLease != 15*time.Second || c.MetricsPerKey ||
+		c.DeleteRemovedKeys || c.CDNRootCAs != nil ||
 		c.Layout.Prefix != "" || c.Layout.NodeRedisHash != "statsig-redis" ||
 		!reflect.DeepEqual(c.Layout.Formats, []keys.Format{keys.SFP}) || c.KeyTTL != 0 || c.DeleteOnUnauthorized || c.LogLevel != zerolog.InfoLevel || c.LogFormat != "json" ||
 		!reflect.DeepEqual(c.Versions, []keys.Version{keys.V1, keys.V2}) ||
@@ -143,7 +146,7 @@ func TestValues(t *testing.T) {
 	env.APIURL = "http://127.0.0.1:8080/"
 	env.DCSVersions = "V2"
 	env.PollInterval = "500ms"
-	env.RedisURL = "rediss://:pw@redis.internal:6380/3"
+	env.RedisURL = "rediss://:pw@redis.internal:6380/3?read_timeout=5s"
 	env.RedisKeySchemas = "prefix"
 	env.RedisFormats = "node-redis, string"
 	env.RedisKeyPrefix = "team-a:"
@@ -157,7 +160,8 @@ func TestValues(t *testing.T) {
 	}
 	if c.APIURL != "http://127.0.0.1:8080" || !reflect.DeepEqual(c.Versions, []keys.Version{keys.V2}) ||
 		c.PollInterval != 500*time.Millisecond || !reflect.DeepEqual(c.Layout, keys.Layout{Prefix: "team-a:", NodeRedisHash: "statsig-redis", Formats: []keys.Format{keys.NodeRedis, keys.String}, Schemas: []keys.Schema{keys.Prefix}}) ||
-		c.KeyTTL != 24*time.Hour || !c.DeleteOnUnauthorized || c.LogLevel != zerolog.DebugLevel || c.LogFormat != "console" {
+		c.KeyTTL != 24*time.Hour || c.Redis.Password != "pw" || c.Redis.DB != 3 || c.Redis.Addrs[0] != "redis.internal:6380" ||
+		c.Redis.TLS == nil || c.Redis.TLS.ServerName != "redis.internal" || c.Redis.URLQuery != "read_timeout=5s" || !c.DeleteOnUnauthorized || c.LogLevel != zerolog.DebugLevel || c.LogFormat != "console" {
 		t.Fatalf("parsed %+v", c)
 	}
 }

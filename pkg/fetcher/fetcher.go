@@ -6,6 +6,8 @@ package fetcher
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -89,7 +91,7 @@ type Client struct {
 func New(o Options) *Client {
 	rt := o.Transport
 	if rt == nil {
-		rt = NewTransport(64)
+		rt = NewTransport(64, nil)
 	}
 	return &Client{
 		base:    strings.TrimRight(o.BaseURL, "/"),
@@ -108,10 +110,12 @@ func New(o Options) *Client {
 // NewTransport is the HTTP transport the worker uses: keep-alive connections
 // for up to maxConns parallel requests, HTTP/2 where the server offers it,
 // proxies from HTTPS_PROXY/NO_PROXY, 10 s to connect and to get response headers
-// (the whole request is bounded by the Client timeout). It leaves
-// Accept-Encoding to net/http, which asks for gzip and decodes it itself.
-func NewTransport(maxConns int) *http.Transport {
+// (the whole request is bounded by the Client timeout). rootCAs replaces the
+// system roots when not nil. It leaves Accept-Encoding to net/http, which asks
+// for gzip and decodes it itself.
+func NewTransport(maxConns int, rootCAs *x509.CertPool) *http.Transport {
 	return &http.Transport{
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: rootCAs},
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		ForceAttemptHTTP2:     true,

@@ -112,7 +112,7 @@ func TestBadUpstreamKeepsGoodData(t *testing.T) {
 		}
 		h.cdn.SetFault(testKey, f)
 		h.cdn.Change(testKey, 1000) // the CDN has news, but only bad answers for it
-		h.redis.FlushAll()           // and Redis asks for a full payload
+		h.redis.FlushAll()          // and Redis asks for a full payload
 		for name, w := range want {
 			h.rdb.HSet(context.Background(), name, w)
 		}

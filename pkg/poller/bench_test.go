@@ -75,7 +75,7 @@ func BenchmarkSteadyStatePoll(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		h.poller.runBatch(ctx, []*job{j}, sem, done)
+		h.poller.runBatch(ctx, []*job{j}, sem, func(j *job) { done <- j })
 		<-done
 	}
 	b.StopTimer()

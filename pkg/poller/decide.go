@@ -45,7 +45,8 @@ const (
 	kindRedisRetry               // Redis failed: backoff, but never longer than the interval
 	kindRateLimited              // 429: back off further
 	kindUnauthorized             // 401/403: re-check rarely
-	kindNotPolled                // not our turn (not leader, shutting down): the normal interval
+	kindNotPolled                // not polled (shutting down, lease lost mid-poll): the normal interval
+	kindFollower                 // not the leader: Redis checked, nothing fetched; the normal interval
 )
 
 const (

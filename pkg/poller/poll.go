@@ -3,6 +3,7 @@ package poller
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -12,6 +13,8 @@ import (
 	"github.com/statsig-populator/statsig-populator/pkg/metrics"
 	"github.com/statsig-populator/statsig-populator/pkg/writer"
 )
+
+var errNotLeader = errors.New("not the leader")
 
 // outcome is the result of one poll as the scheduler and the status see it.
 type outcome struct {
@@ -29,13 +32,20 @@ type outcome struct {
 // stored is what the batch's Inspect found for j's targets.
 func (p *Poller) poll(ctx context.Context, j *job, stored []writer.Stored, inspectErr error) {
 	v := string(j.version)
-	if !p.opt.Gate.Leading() {
-		p.metrics.Write(v, "not_leader", 0)
-		p.finish(j, outcome{kind: kindNotPolled, label: "not_leader"})
-		return
-	}
 	if inspectErr != nil {
 		p.finish(j, outcome{kind: kindRedisRetry, label: "redis_error", err: inspectErr})
+		return
+	}
+	if !p.opt.Gate.Leading() {
+		// A follower fetches and writes nothing, but keeps watching Redis so
+		// it is ready (every key present) and its status stays informative.
+		o := outcome{kind: kindFollower, label: "follower", lcut: minLcut(stored)}
+		for _, s := range stored {
+			if !s.Present() {
+				o.label, o.lcut = "follower_missing", 0
+			}
+		}
+		p.finish(j, o)
 		return
 	}
 	p.mu.Lock()
@@ -81,7 +91,7 @@ func (p *Poller) poll(ctx context.Context, j *job, stored []writer.Stored, inspe
 	case fetcher.Unauthorized:
 		o := outcome{kind: kindUnauthorized, label: "unauthorized", err: res.Err}
 		if p.opt.DeleteOnUnauthorized {
-			if err := p.deleteEntries(ctx, j); err != nil {
+			if err := p.deleteEntries(ctx, j, "key unauthorized (DELETE_ON_UNAUTHORIZED)"); err != nil {
 				o.err = errors.Join(o.err, err)
 			} else {
 				o.reset = true
@@ -118,6 +128,12 @@ func (p *Poller) apply(ctx context.Context, j *job, res fetcher.Result, stored [
 		untouched []keys.Target
 	)
 	for i, t := range j.targets {
+		if need[i] && !p.opt.Gate.Leading() {
+			// The lease was lost while fetching: stop writing at once.
+			errs = append(errs, errNotLeader)
+			p.metrics.Write(v, "not_leader", 0)
+			continue
+		}
 		if !need[i] {
 			held[i] = stored[i].Lcut
 			untouched = append(untouched, t)
@@ -155,6 +171,9 @@ func (p *Poller) apply(ctx context.Context, j *job, res fetcher.Result, stored [
 		if err := p.touch(wctx, j, untouched); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if len(errs) == 1 && errs[0] == errNotLeader {
+		return outcome{kind: kindNotPolled, label: "not_leader"}
 	}
 	if len(errs) > 0 {
 		return outcome{kind: kindRedisRetry, label: "redis_error", err: errors.Join(errs...), written: written}
@@ -202,15 +221,15 @@ func (p *Poller) deleteSiblings(ctx context.Context, j *job) error {
 	return nil
 }
 
-// deleteEntries removes every key written for j (DELETE_ON_UNAUTHORIZED).
-func (p *Poller) deleteEntries(ctx context.Context, j *job) error {
+// deleteEntries removes everything written for j; why goes to the log.
+func (p *Poller) deleteEntries(ctx context.Context, j *job, why string) error {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opt.RedisTimeout)
 	defer cancel()
 	if err := p.store.Delete(dctx, j.targets); err != nil {
 		p.metrics.RedisError("delete")
 		return err
 	}
-	p.log.Warn().Str("sdk_key", j.key.Redacted()).Str("version", string(j.version)).Msg("key unauthorized: its Redis entries were deleted (DELETE_ON_UNAUTHORIZED)")
+	p.log.Warn().Str("sdk_key", j.key.Redacted()).Str("version", string(j.version)).Str("reason", why).Msg("Redis entries deleted")
 	return nil
 }
 
@@ -225,6 +244,9 @@ func (p *Poller) finish(j *job, o outcome) {
 		st.LastOutcome = o.label
 		st.LastPoll = now
 	}
+	if o.kind == kindFollower && prevOutcome != "" && !strings.HasPrefix(prevOutcome, "follower") {
+		st.ConsecutiveFailures, st.LastError = 0, ""
+	}
 	switch o.kind {
 	case kindSuccess:
 		st.LastSuccess = now
@@ -235,6 +257,10 @@ func (p *Poller) finish(j *job, o outcome) {
 		if o.cursor > 0 {
 			st.Cursor = o.cursor
 		}
+	case kindFollower:
+		st.Current = o.label == "follower"
+		st.Confirmed = st.Confirmed || st.Current
+		st.Lcut = o.lcut
 	case kindNotPolled:
 	default:
 		st.ConsecutiveFailures++
@@ -257,7 +283,7 @@ func (p *Poller) finish(j *job, o outcome) {
 	switch {
 	case o.kind == kindSuccess && prevFailures > 0:
 		log.Info().Int("after_failures", prevFailures).Int64("lcut", lcut).Msg("key recovered")
-	case o.kind == kindSuccess || o.kind == kindNotPolled:
+	case o.kind == kindSuccess || o.kind == kindNotPolled || o.kind == kindFollower:
 		log.Debug().Str("outcome", o.label).Int64("lcut", lcut).Msg("polled")
 	default:
 		lvl := zerolog.DebugLevel

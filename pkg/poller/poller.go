@@ -11,6 +11,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -55,6 +56,7 @@ type Options struct {
 	Interval             time.Duration
 	Concurrency          int
 	DeleteOnUnauthorized bool
+	DeleteRemovedKeys    bool
 	// BatchWindow groups polls due within this window into one wake-up and one
 	// Redis round trip; default min(Interval/100, 20ms).
 	BatchWindow time.Duration
@@ -74,8 +76,14 @@ type Poller struct {
 	log     zerolog.Logger
 	metrics *metrics.Metrics
 
-	mu   sync.Mutex // guards every job's status
-	jobs []*job
+	mu          sync.Mutex // guards jobs, pendingKeys and every job's status
+	jobs        []*job
+	pendingKeys []keys.SDKKey
+	keysChanged chan struct{}
+	kick        chan struct{}
+
+	heartbeat atomic.Int64 // unix ns of the loop's last round
+	redisOK   atomic.Int64 // unix ns of the last answered batch check
 }
 
 // job is one (SDK key, version) and its state. The schedule fields belong to
@@ -89,6 +97,7 @@ type job struct {
 
 	next         time.Time
 	index        int       // in the heap; -1 when not in it
+	removed      bool      // its key left the configuration; set and read by the loop
 	failingSince time.Time // start of the current run of failures; zero when healthy
 
 	st Status
@@ -134,7 +143,7 @@ func New(opt Options, f Fetcher, s Store, log zerolog.Logger, m *metrics.Metrics
 	if opt.Gate == nil {
 		opt.Gate = alwaysLeading{}
 	}
-	p := &Poller{opt: opt, fetch: f, store: s, log: log, metrics: m}
+	p := &Poller{opt: opt, fetch: f, store: s, log: log, metrics: m, keysChanged: make(chan struct{}, 1), kick: make(chan struct{}, 1)}
 	for _, k := range opt.Keys {
 		for _, v := range opt.Versions {
 			p.jobs = append(p.jobs, p.newJob(k, v))
@@ -174,21 +183,33 @@ func (p *Poller) Statuses() []Status {
 func (p *Poller) Run(ctx context.Context) error {
 	var (
 		h        jobHeap
-		done     = make(chan *job, len(p.jobs))
+		done     = make(chan *job, 64)
+		stopped  = make(chan struct{})
 		sem      = make(chan struct{}, p.opt.Concurrency)
 		inflight int
 		timer    = time.NewTimer(time.Hour)
 	)
 	defer timer.Stop()
+	defer close(stopped)
+	finished := func(j *job) {
+		select {
+		case done <- j:
+		case <-stopped: // Run gave up waiting; the job is dropped with it
+		}
+	}
 	now := time.Now()
+	p.mu.Lock()
 	for _, j := range p.jobs {
 		j.next = now
 		heap.Push(&h, j)
 	}
+	p.mu.Unlock()
 	for {
-		wait := time.Hour
+		p.heartbeat.Store(time.Now().UnixNano())
+		// Wake at least every second so the heartbeat shows the loop alive.
+		wait := time.Second
 		if len(h) > 0 {
-			wait = time.Until(h[0].next)
+			wait = min(wait, time.Until(h[0].next))
 		}
 		timer.Reset(max(wait, 0))
 		select {
@@ -196,7 +217,21 @@ func (p *Poller) Run(ctx context.Context) error {
 			return p.drain(done, inflight)
 		case j := <-done:
 			inflight--
-			heap.Push(&h, j)
+			if !j.removed {
+				heap.Push(&h, j)
+			}
+			continue
+		case <-p.keysChanged:
+			p.applyKeys(ctx, &h)
+			continue
+		case <-p.kick:
+			// Everything waiting is due now (e.g. this replica just became
+			// leader and should not wait out a follower's interval).
+			now := time.Now()
+			for _, j := range h {
+				j.next = now
+			}
+			heap.Init(&h)
 			continue
 		case <-timer.C:
 		}
@@ -207,7 +242,7 @@ func (p *Poller) Run(ctx context.Context) error {
 		}
 		if len(batch) > 0 {
 			inflight += len(batch)
-			go p.runBatch(ctx, batch, sem, done)
+			go p.runBatch(ctx, batch, sem, finished)
 		}
 	}
 }
@@ -227,14 +262,113 @@ func (p *Poller) drain(done chan *job, inflight int) error {
 	return nil
 }
 
+// Alive reports when the scheduling loop last went round (zero before Run).
+func (p *Poller) Alive() time.Time {
+	n := p.heartbeat.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// RedisOK reports when Redis last answered a batch check (zero if never).
+func (p *Poller) RedisOK() time.Time {
+	n := p.redisOK.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// Kick makes every waiting job due at once. It never blocks.
+func (p *Poller) Kick() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// SetKeys replaces the set of SDK keys while Run is running: new keys are
+// polled at once, removed ones stop being polled (and, with
+// DeleteRemovedKeys, lose their Redis entries). It never blocks.
+func (p *Poller) SetKeys(ks []keys.SDKKey) {
+	p.mu.Lock()
+	p.pendingKeys = append([]keys.SDKKey(nil), ks...)
+	p.mu.Unlock()
+	select {
+	case p.keysChanged <- struct{}{}:
+	default: // a change is already pending; it will read the latest set
+	}
+}
+
+// applyKeys runs on the loop: it adds and removes jobs to match pendingKeys.
+func (p *Poller) applyKeys(ctx context.Context, h *jobHeap) {
+	p.mu.Lock()
+	want := map[string]keys.SDKKey{}
+	for _, k := range p.pendingKeys {
+		want[k.Reveal()] = k
+	}
+	have := map[string]bool{}
+	var kept, removed []*job
+	for _, j := range p.jobs {
+		if _, ok := want[j.key.Reveal()]; ok {
+			kept = append(kept, j)
+			have[j.key.Reveal()] = true
+		} else {
+			removed = append(removed, j)
+		}
+	}
+	var added []*job
+	for _, k := range p.pendingKeys {
+		if have[k.Reveal()] {
+			continue
+		}
+		have[k.Reveal()] = true
+		for _, v := range p.opt.Versions {
+			added = append(added, p.newJob(k, v))
+		}
+	}
+	p.jobs = append(kept, added...)
+	nKeys := len(p.pendingKeys)
+	p.mu.Unlock()
+
+	now := time.Now()
+	for _, j := range added {
+		j.next = now
+		heap.Push(h, j)
+	}
+	for _, j := range removed {
+		j.removed = true
+		if j.index >= 0 {
+			heap.Remove(h, j.index)
+		}
+		p.metrics.ForgetKey(j.key.Redacted(), string(j.version))
+	}
+	p.metrics.SetKeys(nKeys)
+	if len(added)+len(removed) == 0 {
+		return
+	}
+	p.log.Info().Int("jobs_added", len(added)).Int("jobs_removed", len(removed)).Int("sdk_keys", nKeys).Msg("SDK keys changed")
+	if p.opt.DeleteRemovedKeys && len(removed) > 0 && p.opt.Gate.Leading() {
+		go func() {
+			for _, j := range removed {
+				if err := p.deleteEntries(ctx, j, "key removed from the configuration (DELETE_REMOVED_KEYS)"); err != nil {
+					p.log.Warn().Err(err).Str("sdk_key", j.key.Redacted()).Msg("deleting a removed key's entries failed")
+				}
+			}
+		}()
+	}
+}
+
 // Once polls every job once, all through the same path as Run, and returns
 // their statuses.
 func (p *Poller) Once(ctx context.Context) []Status {
 	done := make(chan *job, len(p.jobs))
 	sem := make(chan struct{}, p.opt.Concurrency)
+	finished := func(j *job) { done <- j }
 	const batchSize = 256
 	for i := 0; i < len(p.jobs); i += batchSize {
-		p.runBatch(ctx, p.jobs[i:min(i+batchSize, len(p.jobs))], sem, done)
+		p.runBatch(ctx, p.jobs[i:min(i+batchSize, len(p.jobs))], sem, finished)
 	}
 	for range p.jobs {
 		<-done
@@ -245,7 +379,7 @@ func (p *Poller) Once(ctx context.Context) []Status {
 // runBatch asks Redis about every target of the batch in one pipeline, then
 // polls each job under the concurrency cap. Every job is sent to done exactly
 // once, polled or not.
-func (p *Poller) runBatch(ctx context.Context, batch []*job, sem chan struct{}, done chan<- *job) {
+func (p *Poller) runBatch(ctx context.Context, batch []*job, sem chan struct{}, finished func(*job)) {
 	var targets []keys.Target
 	for _, j := range batch {
 		targets = append(targets, j.targets...)
@@ -254,13 +388,13 @@ func (p *Poller) runBatch(ctx context.Context, batch []*job, sem chan struct{}, 
 		stored     []writer.Stored
 		inspectErr error
 	)
-	if p.opt.Gate.Leading() {
-		ictx, cancel := context.WithTimeout(ctx, p.opt.RedisTimeout)
-		stored, inspectErr = p.store.Inspect(ictx, targets)
-		cancel()
-		if inspectErr != nil {
-			p.metrics.RedisError("inspect")
-		}
+	ictx, cancel := context.WithTimeout(ctx, p.opt.RedisTimeout)
+	stored, inspectErr = p.store.Inspect(ictx, targets)
+	cancel()
+	if inspectErr != nil {
+		p.metrics.RedisError("inspect")
+	} else {
+		p.redisOK.Store(time.Now().UnixNano())
 	}
 	offset := 0
 	for _, j := range batch {
@@ -273,13 +407,13 @@ func (p *Poller) runBatch(ctx context.Context, batch []*job, sem chan struct{}, 
 		case sem <- struct{}{}:
 		case <-ctx.Done():
 			p.reschedule(j, kindNotPolled, 0)
-			done <- j
+			finished(j)
 			continue
 		}
 		go func() {
 			defer func() { <-sem }()
 			p.poll(ctx, j, js, inspectErr)
-			done <- j
+			finished(j)
 		}()
 	}
 }
@@ -295,7 +429,7 @@ func (p *Poller) reschedule(j *job, k kind, retryAfter time.Duration) {
 			j.failingSince = now
 		}
 		failingFor = now.Sub(j.failingSince)
-	case kindSuccess:
+	case kindSuccess, kindFollower:
 		j.backoff.Reset()
 		j.failingSince = time.Time{}
 	}

@@ -1,5 +1,6 @@
-// Package redisconn builds the go-redis client from the configuration and
-// describes the target without its credentials.
+// Package redisconn builds the go-redis client for the configured topology:
+// a standalone server, a Redis Cluster or a Sentinel-managed master, with
+// ACL credentials and TLS (mutual TLS included).
 package redisconn
 
 import (
@@ -10,16 +11,38 @@ import (
 	"github.com/statsig-populator/statsig-populator/pkg/config"
 )
 
-// New returns a client for cfg and a description safe to log (no user name,
-// no password).
-func New(cfg config.Config) (redis.UniversalClient, string, error) {
-	opt, err := redis.ParseURL(cfg.RedisURL)
+// New returns a client for r.
+func New(r config.Redis) (redis.UniversalClient, error) {
+	// go-redis options given in REDIS_URL's query (timeouts, pool sizes)
+	// apply to every topology.
+	base, err := redis.ParseURL("redis://localhost/?" + r.URLQuery)
 	if err != nil {
-		return nil, "", fmt.Errorf("REDIS_URL: %w", err)
+		return nil, fmt.Errorf("REDIS_URL options: %w", err)
 	}
-	scheme := "redis"
-	if opt.TLSConfig != nil {
-		scheme = "rediss"
+	opt := &redis.UniversalOptions{
+		Addrs:            r.Addrs,
+		ClientName:       "statsig-populator",
+		DB:               r.DB,
+		Username:         r.Username,
+		Password:         r.Password,
+		SentinelPassword: r.SentinelPassword,
+		MasterName:       r.SentinelMaster,
+		IsClusterMode:    r.Mode == config.Cluster,
+		TLSConfig:        r.TLS,
+		MaxRetries:       base.MaxRetries,
+		DialTimeout:      base.DialTimeout,
+		ReadTimeout:      base.ReadTimeout,
+		WriteTimeout:     base.WriteTimeout,
+		PoolSize:         base.PoolSize,
+		MinIdleConns:     base.MinIdleConns,
+		MaxIdleConns:     base.MaxIdleConns,
+		PoolTimeout:      base.PoolTimeout,
+		ConnMaxIdleTime:  base.ConnMaxIdleTime,
+		ConnMaxLifetime:  base.ConnMaxLifetime,
+		// The worker bounds every Redis call with a context deadline; let it
+		// apply to the socket too, so a paused server cannot hold a call
+		// longer than that.
+		ContextTimeoutEnabled: true,
 	}
-	return redis.NewClient(opt), fmt.Sprintf("%s://%s/%d", scheme, opt.Addr, opt.DB), nil
+	return redis.NewUniversalClient(opt), nil
 }

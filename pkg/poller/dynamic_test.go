@@ -1,0 +1,93 @@
+package poller
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/statsig-populator/statsig-populator/internal/fakecdn"
+	"github.com/statsig-populator/statsig-populator/pkg/keys"
+)
+
+func TestSetKeysAddsAndRemoves(t *testing.T) {
+	third := keys.MustParse("secret-third-key-0000000000")
+	for _, del := range []bool{false, true} {
+		h := newHarness(t, Options{Keys: []keys.SDKKey{testKey}, DeleteRemovedKeys: del})
+		h.cdn.SetProject(otherKey, fakecdn.Project{Lcut: 1800000000000, Value: 1})
+		h.cdn.SetProject(third, fakecdn.Project{Lcut: 1800000000000, Value: 1})
+		h.run()
+		h.waitFor("initial sync", 5*time.Second, func() bool { return h.current(testKey) })
+
+		h.poller.SetKeys([]keys.SDKKey{testKey, otherKey, third})
+		took := h.waitFor("added keys written", h.opt.Interval+time.Second, func() bool { return h.current(otherKey) && h.current(third) })
+		t.Logf("added keys current after %v", took)
+		if n := len(h.poller.Statuses()); n != 6 {
+			t.Fatalf("%d statuses, want 6", n)
+		}
+
+		h.poller.SetKeys([]keys.SDKKey{otherKey})
+		h.waitFor("removed keys gone from status", time.Second, func() bool { return len(h.poller.Statuses()) == 2 })
+		h.cdn.ResetLog()
+		time.Sleep(3 * h.opt.Interval)
+		for _, k := range []keys.SDKKey{testKey, third} {
+			if n := len(h.cdn.RequestsFor(k, keys.V1)); n != 0 {
+				t.Errorf("removed key %s still polled (%d requests)", k, n)
+			}
+			for _, v := range allVers {
+				for _, tg := range h.opt.Layout.Targets(k, v) {
+					exists := h.rdb.Exists(context.Background(), tg.Key).Val() == 1
+					if exists == del {
+						t.Errorf("DELETE_REMOVED_KEYS=%v: %s exists=%v", del, tg.Key, exists)
+					}
+				}
+			}
+		}
+		if len(h.cdn.RequestsFor(otherKey, keys.V1)) == 0 {
+			t.Error("the remaining key is no longer polled")
+		}
+	}
+}
+
+type switchGate struct{ on atomic.Bool }
+
+func (g *switchGate) Leading() bool { return g.on.Load() }
+
+func TestFollowerReadsButNeverFetchesOrWrites(t *testing.T) {
+	gate := &switchGate{}
+	h := newHarness(t, Options{Gate: gate})
+	h.run()
+	h.waitFor("follower statuses", 3*time.Second, func() bool {
+		for _, s := range h.poller.Statuses() {
+			if s.LastOutcome != "follower_missing" {
+				return false
+			}
+		}
+		return true
+	})
+	if n := len(h.cdn.Requests()); n != 0 {
+		t.Fatalf("a follower sent %d CDN requests", n)
+	}
+	if n := len(h.rdb.Keys(context.Background(), "*").Val()); n != 0 {
+		t.Fatalf("a follower wrote %d keys", n)
+	}
+	// Becoming leader: a kick makes it poll at once.
+	gate.on.Store(true)
+	h.poller.Kick()
+	took := h.waitFor("leader writes", time.Second, h.allCurrent)
+	t.Logf("new leader synced in %v", took)
+	// Back to follower: it sees the data present and counts as confirmed.
+	gate.on.Store(false)
+	h.cdn.ResetLog()
+	h.waitFor("follower sees data", 3*time.Second, func() bool {
+		for _, s := range h.poller.Statuses() {
+			if s.LastOutcome != "follower" || !s.Current || !s.Confirmed || s.Lcut == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if n := len(h.cdn.Requests()); n != 0 {
+		t.Fatalf("a follower sent %d CDN requests", n)
+	}
+}
