@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
-# The test command: everything `go test -race ./...` needs, then the tests.
-# On a fresh Debian machine it installs redis-server first (the tests start
-# their own redis-server processes on free ports; they never touch port 6379).
+# The test command. On a fresh Debian machine it first installs what the tests
+# need (redis-server; Node.js and npm for the real-SDK suite), then runs:
+#   1. go vet and go test -race for the worker (tests start their own
+#      redis-server processes on free ports and never touch port 6379);
+#   2. the real-SDK compatibility suite (compat/run.sh);
+#   3. the Helm chart tests (charts/test.sh), when the chart is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
-command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
-if [ ${#need_apt[@]} -gt 0 ]; then
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "installing ${need_apt[*]} with apt-get"
+  echo "installing ${missing[*]} with apt-get"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+echo "== go vet and go test -race"
 go vet ./...
 go test -race -count=1 ./...
+
+echo "== real-SDK compatibility suite"
+compat/run.sh
+
+if [ -x charts/test.sh ]; then
+  echo "== Helm chart"
+  charts/test.sh
+fi
