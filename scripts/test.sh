@@ -31,3 +31,11 @@ if [ -x charts/test.sh ]; then
   echo "== Helm chart"
   charts/test.sh
 fi
+
+echo "== static binary (the one the image runs)"
+make build VERSION=ci-check
+if ! go version -m bin/populator | grep -q "CGO_ENABLED=0"; then
+  echo "bin/populator is not a static (CGO_ENABLED=0) build" >&2
+  exit 1
+fi
+bin/populator version | grep -qx "populator ci-check"

@@ -5,6 +5,7 @@
 //	populator once    one full cycle; exit 0 when every key is current in Redis
 //	populator keys    the Redis keys written for each SDK key, and their readers
 //	populator check   what Redis holds, read as the SDKs read it; exit 0 when valid
+//	populator healthcheck [--ready]  probe the local admin port (exit 0/1)
 //	populator version print the version
 //	populator help    list subcommands and environment variables
 //
@@ -73,6 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runKeys(args, stdout, stderr)
 	case "check":
 		return runCheck(ctx, args, stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(ctx, args, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "populator", buildVersion())
 		return nil
@@ -105,6 +108,8 @@ Commands:
             (--sdk-key K shows K's names in full; --json for JSON lines)
   check     read Redis the way the SDKs do and report each entry; exit 0 when all are
             present and valid, 1 otherwise; never writes (--json for JSON lines)
+  healthcheck [--ready]
+            ask the local admin port for /healthz (or /readyz); exit 0 on 200, 1 otherwise
   version   print the version
   help      this text
 

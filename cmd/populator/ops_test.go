@@ -543,3 +543,26 @@ func grepLines(s, pattern string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+func TestHealthcheckCommand(t *testing.T) {
+	s := newStack(t)
+	port := redistest.FreePort(t)
+	probe := func(args ...string) int {
+		cmd := exec.Command(binary, append([]string{"healthcheck"}, args...)...)
+		cmd.Env = env("ADMIN_ADDR=:" + strconv.Itoa(port))
+		_ = cmd.Run()
+		return cmd.ProcessState.ExitCode()
+	}
+	if code := probe(); code != 1 {
+		t.Fatalf("healthcheck with nothing listening: exit %d, want 1", code)
+	}
+	s.cdn.SetFault(keys.SDKKey{}, fakecdn.Fault{Status: 503})
+	p := start(t, s.baseEnv("ADMIN_ADDR=:"+strconv.Itoa(port)))
+	waitFor(t, "alive", 5*time.Second, func() bool { return probe() == 0 })
+	if code := probe("--ready"); code != 1 {
+		t.Errorf("--ready while the CDN fails: exit %d, want 1", code)
+	}
+	s.cdn.ClearFaults()
+	waitFor(t, "ready", 5*time.Second, func() bool { return probe("--ready") == 0 })
+	p.stop(t)
+}
