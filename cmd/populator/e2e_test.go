@@ -4,202 +4,61 @@ package main
 // redis-server and the fake CDN.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/statsig-populator/statsig-populator/internal/e2e"
 	"github.com/statsig-populator/statsig-populator/internal/fakecdn"
-	"github.com/statsig-populator/statsig-populator/internal/redistest"
 	"github.com/statsig-populator/statsig-populator/pkg/keys"
 )
 
-var binary string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "populator-e2e")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "populator")
-	build := exec.Command("go", "build", "-race", "-ldflags", "-X main.version=v0.0.0-e2e", "-o", binary, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the binary:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { e2e.Main(m) }
 
 var (
-	keyA = keys.MustParse("secret-abc123XYZ0123456789example")
-	keyB = keys.MustParse("secret-harness-00001")
+	keyA, keyB = e2e.KeyA, e2e.KeyB
+	env        = e2e.Env
+	newStack   = e2e.NewStack
+	start      = e2e.Start
+	waitFor    = e2e.WaitFor
 )
 
 const redisPassword = "pw-Zq8s7TgXk2"
 
-// env is a minimal, explicit environment: nothing leaks in from the test's.
-func env(vars ...string) []string {
-	return append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}, vars...)
-}
-
-type stack struct {
-	t     *testing.T
-	cdn   *fakecdn.Server
-	url   string
-	redis *redistest.Server
-}
-
-func newStack(t *testing.T, redisArgs ...string) *stack {
-	s := &stack{t: t, cdn: fakecdn.New(), redis: redistest.Start(t, redisArgs...)}
-	srv := httptest.NewServer(s.cdn)
-	t.Cleanup(srv.Close)
-	s.url = srv.URL
-	s.cdn.SetProject(keyA, fakecdn.Project{Lcut: 1700000000000, Value: 1})
-	s.cdn.SetProject(keyB, fakecdn.Project{Lcut: 1700000005000, Value: 1})
-	return s
-}
-
-func (s *stack) baseEnv(extra ...string) []string {
-	return env(append([]string{
-		"STATSIG_SERVER_SDK_KEYS=" + keyA.Reveal() + "," + keyB.Reveal(),
-		"STATSIG_API_URL=" + s.url,
-		"REDIS_URL=" + s.redis.URL(),
-		"POLL_INTERVAL=300ms",
-		"FETCH_TIMEOUT=2s",
-		"ADMIN_ADDR=127.0.0.1:" + strconv.Itoa(redistest.FreePort(s.t)),
-	}, extra...)...)
-}
-
-// current reports whether every default target of k holds the CDN's payload.
-func (s *stack) current(k keys.SDKKey) bool {
-	ctx := context.Background()
-	p := s.cdn.Project(k)
-	for _, v := range []keys.Version{keys.V1, keys.V2} {
-		want := string(fakecdn.V1Body(k, p))
-		if v == keys.V2 {
-			want = string(fakecdn.V2Body(k, p))
-		}
-		for _, tg := range keys.Targets("", k, v, []keys.Schema{keys.Hashed, keys.Prefix}) {
-			if s.redis.Client().HGet(ctx, tg.Key, "config").Val() != want {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func (s *stack) allCurrent() bool { return s.current(keyA) && s.current(keyB) }
-
-// proc is a running worker process.
-type proc struct {
-	cmd    *exec.Cmd
-	mu     sync.Mutex
-	stderr bytes.Buffer
-	done   chan error
-}
-
-func start(t *testing.T, environ []string, args ...string) *proc {
-	t.Helper()
-	p := &proc{cmd: exec.Command(binary, args...), done: make(chan error, 1)}
-	p.cmd.Env = environ
-	pipe, _ := p.cmd.StderrPipe()
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(pipe)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.stderr.Write(sc.Bytes())
-			p.stderr.WriteByte('\n')
-			p.mu.Unlock()
-		}
-		p.done <- p.cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("worker stderr:\n%s", p.logs())
-		}
-	})
-	return p
-}
-
-func (p *proc) logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stderr.String()
-}
-
-// stop sends SIGTERM and returns the exit code and how long the exit took.
-func (p *proc) stop(t *testing.T) (int, time.Duration) {
-	t.Helper()
-	start := time.Now()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		t.Fatal("worker did not exit within 15s of SIGTERM")
-	}
-	return p.cmd.ProcessState.ExitCode(), time.Since(start)
-}
-
-func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) time.Duration {
-	t.Helper()
-	begin := time.Now()
-	for !cond() {
-		if time.Since(begin) > limit {
-			t.Fatalf("%s: not true after %v", what, limit)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(begin)
-}
-
 func TestWorkerEndToEnd(t *testing.T) {
 	s := newStack(t, "--requirepass", redisPassword)
 	ctx := context.Background()
-	redisURL := fmt.Sprintf("redis://:%s@%s/0", redisPassword, s.redis.Addr())
-	p := start(t, append(s.baseEnv(), "REDIS_URL="+redisURL))
+	redisURL := fmt.Sprintf("redis://:%s@%s/0", redisPassword, s.Redis.Addr())
+	p := start(t, append(s.BaseEnv(), "REDIS_URL="+redisURL))
 
-	took := waitFor(t, "initial sync", 10*time.Second, s.allCurrent)
+	took := waitFor(t, "initial sync", 10*time.Second, s.AllCurrent)
 	t.Logf("initial sync of 2 keys × 2 versions × 2 schemas: %v", took)
 
-	s.cdn.Change(keyA, 1000)
-	took = waitFor(t, "upstream change in Redis", 3*time.Second, func() bool { return s.current(keyA) })
+	s.CDN.Change(keyA, 1000)
+	took = waitFor(t, "upstream change in Redis", 3*time.Second, func() bool { return s.Current(keyA) })
 	t.Logf("change reached Redis in %v (interval 300ms)", took)
 
-	if err := s.redis.Client().FlushAll(ctx).Err(); err != nil {
+	if err := s.Redis.Client().FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	took = waitFor(t, "restored after FLUSHALL", 600*time.Millisecond+time.Second, s.allCurrent)
+	took = waitFor(t, "restored after FLUSHALL", 600*time.Millisecond+time.Second, s.AllCurrent)
 	t.Logf("FLUSHALL healed in %v", took)
 
-	s.redis.Restart()
-	took = waitFor(t, "restored after a Redis restart", 3*time.Second, s.allCurrent)
+	s.Redis.Restart()
+	took = waitFor(t, "restored after a Redis restart", 3*time.Second, s.AllCurrent)
 	t.Logf("Redis restart healed in %v", took)
 
-	code, exitTook := p.stop(t)
+	code, exitTook := p.Stop(t)
 	if code != 0 || exitTook > 10*time.Second {
 		t.Fatalf("SIGTERM: exit code %d after %v, want 0 within 10s", code, exitTook)
 	}
 
-	logs := p.logs()
+	logs := p.Logs()
 	for _, secret := range []string{keyA.Reveal(), keyB.Reveal(), redisPassword, "0123456789example"} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("logs contain a secret (%s…)", secret[:4])
@@ -226,10 +85,10 @@ func TestWorkerEndToEnd(t *testing.T) {
 
 func TestSIGTERMDuringSlowFetches(t *testing.T) {
 	s := newStack(t)
-	s.cdn.SetFault(keys.SDKKey{}, fakecdn.Fault{Delay: time.Minute})
-	p := start(t, s.baseEnv("FETCH_TIMEOUT=1m"))
-	waitFor(t, "requests in flight", 5*time.Second, func() bool { return len(s.cdn.Requests()) >= 4 })
-	code, took := p.stop(t)
+	s.CDN.SetFault(keys.SDKKey{}, fakecdn.Fault{Delay: time.Minute})
+	p := start(t, s.BaseEnv("FETCH_TIMEOUT=1m"))
+	waitFor(t, "requests in flight", 5*time.Second, func() bool { return len(s.CDN.Requests()) >= 4 })
+	code, took := p.Stop(t)
 	if code != 0 || took > 10*time.Second {
 		t.Fatalf("exit code %d after %v, want 0 within 10s", code, took)
 	}
@@ -237,7 +96,7 @@ func TestSIGTERMDuringSlowFetches(t *testing.T) {
 }
 
 func TestBadConfigExits2(t *testing.T) {
-	cmd := exec.Command(binary)
+	cmd := exec.Command(e2e.Binary)
 	cmd.Env = env(
 		"STATSIG_SERVER_SDK_KEYS=client-Kq3JdLw9zXcVbN, secret-ok-but-fine, console-Pp9Yh2Tt6Rr1",
 		"STATSIG_API_URL=not a url",
@@ -267,22 +126,22 @@ func TestBadConfigExits2(t *testing.T) {
 
 func TestOnce(t *testing.T) {
 	s := newStack(t)
-	cmd := exec.Command(binary, "once")
-	cmd.Env = s.baseEnv()
+	cmd := exec.Command(e2e.Binary, "once")
+	cmd.Env = s.BaseEnv()
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
 	err := cmd.Run()
-	if err != nil || !s.allCurrent() {
-		t.Fatalf("once: %v, all current: %v\n%s", err, s.allCurrent(), stdout.String())
+	if err != nil || !s.AllCurrent() {
+		t.Fatalf("once: %v, all current: %v\n%s", err, s.AllCurrent(), stdout.String())
 	}
 	if !strings.Contains(stdout.String(), "all 4 key/version pairs are current") {
 		t.Errorf("stdout:\n%s", stdout.String())
 	}
 
 	// A revoked key makes once fail, and says which one.
-	s.cdn.Revoke(keyB, 401)
-	cmd = exec.Command(binary, "once")
-	cmd.Env = s.baseEnv()
+	s.CDN.Revoke(keyB, 401)
+	cmd = exec.Command(e2e.Binary, "once")
+	cmd.Env = s.BaseEnv()
 	stdout.Reset()
 	cmd.Stdout = &stdout
 	_ = cmd.Run()
@@ -296,7 +155,7 @@ func TestOnce(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	out, err := exec.Command(binary, "version").Output()
+	out, err := exec.Command(e2e.Binary, "version").Output()
 	if err != nil || strings.TrimSpace(string(out)) != "populator v0.0.0-e2e" {
 		t.Fatalf("version: %q %v", out, err)
 	}
@@ -304,7 +163,7 @@ func TestVersion(t *testing.T) {
 
 func TestKeysCommand(t *testing.T) {
 	run := func(environ []string, args ...string) string {
-		cmd := exec.Command(binary, append([]string{"keys"}, args...)...)
+		cmd := exec.Command(e2e.Binary, append([]string{"keys"}, args...)...)
 		cmd.Env = environ
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -347,16 +206,16 @@ func TestCheckCommand(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
 	check := func() (int, string) {
-		cmd := exec.Command(binary, "check")
-		cmd.Env = s.baseEnv("REDIS_FORMATS=sfp,node-redis")
+		cmd := exec.Command(e2e.Binary, "check")
+		cmd.Env = s.BaseEnv("REDIS_FORMATS=sfp,node-redis")
 		out, _ := cmd.CombinedOutput()
 		return cmd.ProcessState.ExitCode(), string(out)
 	}
 	if code, out := check(); code != 1 || !strings.Contains(out, "missing") {
 		t.Fatalf("check on an empty Redis: exit %d\n%s", code, out)
 	}
-	once := exec.Command(binary, "once")
-	once.Env = s.baseEnv("REDIS_FORMATS=sfp,node-redis")
+	once := exec.Command(e2e.Binary, "once")
+	once.Env = s.BaseEnv("REDIS_FORMATS=sfp,node-redis")
 	if out, err := once.CombinedOutput(); err != nil {
 		t.Fatalf("once: %v\n%s", err, out)
 	}
@@ -379,16 +238,16 @@ func TestCheckCommand(t *testing.T) {
 		do   func()
 		want string
 	}{
-		{"garbage payload", func() { s.redis.Client().HSet(ctx, sfpKey.Key, "config", "{not json") }, "not_json"},
-		{"no-update body", func() { s.redis.Client().HSet(ctx, sfpKey.Key, "config", `{"has_updates":false}`) }, "no updates"},
-		{"lcut differs", func() { s.redis.Client().HSet(ctx, sfpKey.Key, "lcut", "5") }, "differs from stored lcut"},
-		{"statsig-br sibling", func() { s.redis.Client().Set(ctx, sfpKey.BRSibling, "x", 0) }, "statsig-br sibling"},
-		{"deleted", func() { s.redis.Client().Del(ctx, sfpKey.Key) }, "missing"},
+		{"garbage payload", func() { s.Redis.Client().HSet(ctx, sfpKey.Key, "config", "{not json") }, "not_json"},
+		{"no-update body", func() { s.Redis.Client().HSet(ctx, sfpKey.Key, "config", `{"has_updates":false}`) }, "no updates"},
+		{"lcut differs", func() { s.Redis.Client().HSet(ctx, sfpKey.Key, "lcut", "5") }, "differs from stored lcut"},
+		{"statsig-br sibling", func() { s.Redis.Client().Set(ctx, sfpKey.BRSibling, "x", 0) }, "statsig-br sibling"},
+		{"deleted", func() { s.Redis.Client().Del(ctx, sfpKey.Key) }, "missing"},
 	}
 	for _, d := range damage {
-		s.redis.FlushAll()
-		once := exec.Command(binary, "once")
-		once.Env = s.baseEnv("REDIS_FORMATS=sfp,node-redis")
+		s.Redis.FlushAll()
+		once := exec.Command(e2e.Binary, "once")
+		once.Env = s.BaseEnv("REDIS_FORMATS=sfp,node-redis")
 		if out, err := once.CombinedOutput(); err != nil {
 			t.Fatalf("once: %v\n%s", err, out)
 		}
@@ -400,9 +259,9 @@ func TestCheckCommand(t *testing.T) {
 }
 
 // writeCommands counts the write commands a Redis server has run.
-func writeCommands(t *testing.T, s *stack) int {
+func writeCommands(t *testing.T, s *e2e.Stack) int {
 	n := 0
-	info := s.redis.Client().Info(context.Background(), "commandstats").Val()
+	info := s.Redis.Client().Info(context.Background(), "commandstats").Val()
 	for _, line := range strings.Split(info, "\n") {
 		for _, cmd := range []string{"evalsha", "eval", "hset", "hdel", "del", "set", "pexpire", "persist", "expire"} {
 			if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {

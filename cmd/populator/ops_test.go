@@ -26,6 +26,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/statsig-populator/statsig-populator/internal/e2e"
 	"github.com/statsig-populator/statsig-populator/internal/fakecdn"
 	"github.com/statsig-populator/statsig-populator/internal/redistest"
 	"github.com/statsig-populator/statsig-populator/internal/testcerts"
@@ -33,32 +34,23 @@ import (
 	"github.com/statsig-populator/statsig-populator/pkg/writer"
 )
 
-// adminGet fetches an admin endpoint; code 0 means no answer.
-func adminGet(addr, path string) (int, string) {
-	c := http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get("http://" + addr + path)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-func freeAddr(t *testing.T) string { return "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t)) }
+var (
+	adminGet = e2e.AdminGet
+	freeAddr = e2e.FreeAddr
+)
 
 func TestAdminPort(t *testing.T) {
 	s := newStack(t)
 	addr := freeAddr(t)
 	// The first fetches hang: the worker is alive but not ready.
-	s.cdn.SetFault(keys.SDKKey{}, fakecdn.Fault{Delay: 1500 * time.Millisecond})
-	p := start(t, s.baseEnv("ADMIN_ADDR="+addr, "METRICS_PER_KEY=true", "LEADER_ELECTION=false"))
+	s.CDN.SetFault(keys.SDKKey{}, fakecdn.Fault{Delay: 1500 * time.Millisecond})
+	p := start(t, s.BaseEnv("ADMIN_ADDR="+addr, "METRICS_PER_KEY=true", "LEADER_ELECTION=false"))
 	waitFor(t, "admin port", 5*time.Second, func() bool { c, _ := adminGet(addr, "/healthz"); return c == 200 })
 	code, body := adminGet(addr, "/readyz")
 	if code != 503 || !strings.Contains(body, "not yet confirmed current") {
 		t.Fatalf("/readyz before the first sync = %d %s", code, body)
 	}
-	s.cdn.ClearFaults()
+	s.CDN.ClearFaults()
 	took := waitFor(t, "ready", 5*time.Second, func() bool { c, _ := adminGet(addr, "/readyz"); return c == 200 })
 	t.Logf("ready %v after the CDN answered", took)
 
@@ -109,7 +101,7 @@ func TestAdminPort(t *testing.T) {
 	}
 
 	// Redis gone for longer than three intervals: not ready, still alive.
-	s.redis.Kill()
+	s.Redis.Kill()
 	took = waitFor(t, "not ready without Redis", 5*time.Second, func() bool {
 		c, body := adminGet(addr, "/readyz")
 		return c == 503 && strings.Contains(body, "Redis has not answered")
@@ -122,10 +114,10 @@ func TestAdminPort(t *testing.T) {
 		_, m := adminGet(addr, "/metrics")
 		return strings.Contains(m, `statsig_populator_redis_errors_total{op="inspect"}`)
 	})
-	s.redis.Restart()
+	s.Redis.Restart()
 	took = waitFor(t, "ready again", 5*time.Second, func() bool { c, _ := adminGet(addr, "/readyz"); return c == 200 })
 	t.Logf("ready %v after Redis came back", took)
-	p.stop(t)
+	p.Stop(t)
 }
 
 // replicaState reads a replica's leader state from /status.
@@ -146,11 +138,11 @@ func replicaLeading(addr string) (bool, bool) {
 func TestReplicasOneWriter(t *testing.T) {
 	s := newStack(t)
 	var addrs []string
-	var procs []*proc
+	var procs []*e2e.Proc
 	for i := 0; i < 3; i++ {
 		a := freeAddr(t)
 		addrs = append(addrs, a)
-		procs = append(procs, start(t, s.baseEnv("ADMIN_ADDR="+a, "LEADER_LEASE=1s")))
+		procs = append(procs, start(t, s.BaseEnv("ADMIN_ADDR="+a, "LEADER_LEASE=1s")))
 	}
 	leaderIdx := func() (int, int) {
 		n, idx := 0, -1
@@ -163,15 +155,15 @@ func TestReplicasOneWriter(t *testing.T) {
 		return n, idx
 	}
 	waitFor(t, "one leader", 5*time.Second, func() bool { n, _ := leaderIdx(); return n == 1 })
-	waitFor(t, "initial sync", 5*time.Second, s.allCurrent)
+	waitFor(t, "initial sync", 5*time.Second, s.AllCurrent)
 	// Every replica is ready: followers watch Redis.
 	for _, a := range addrs {
 		waitFor(t, "replica ready", 5*time.Second, func() bool { c, _ := adminGet(a, "/readyz"); return c == 200 })
 	}
 	// Only one replica asks the CDN: about 4 requests per interval, not 12.
-	s.cdn.ResetLog()
+	s.CDN.ResetLog()
 	time.Sleep(3 * time.Second)
-	reqs := len(s.cdn.Requests())
+	reqs := len(s.CDN.Requests())
 	t.Logf("%d CDN requests in 3s from 3 replicas (4 key/version pairs, 300ms interval)", reqs)
 	if reqs > 4*12 {
 		t.Errorf("%d CDN requests in 3 s: more than one replica polls", reqs)
@@ -180,19 +172,19 @@ func TestReplicasOneWriter(t *testing.T) {
 	// SIGKILL the leader: another takes over within one lease and keeps Redis current.
 	_, idx := leaderIdx()
 	killedAt := time.Now()
-	_ = procs[idx].cmd.Process.Kill()
+	_ = procs[idx].Cmd.Process.Kill()
 	took := waitFor(t, "a new leader", 3*time.Second, func() bool { n, i := leaderIdx(); return n == 1 && i != idx })
 	t.Logf("new leader %v after SIGKILL of the old one (lease 1s)", took)
 	if time.Since(killedAt) > 2*time.Second {
 		t.Errorf("takeover took %v", time.Since(killedAt))
 	}
-	s.cdn.Change(keyA, 1000)
-	waitFor(t, "change written by the new leader", 3*time.Second, func() bool { return s.current(keyA) })
+	s.CDN.Change(keyA, 1000)
+	waitFor(t, "change written by the new leader", 3*time.Second, func() bool { return s.Current(keyA) })
 
 	// SIGSTOP the new leader (as partitioned): another takes over; when it
 	// resumes it finds the lease gone and does not write.
 	_, idx2 := leaderIdx()
-	_ = procs[idx2].cmd.Process.Signal(syscall.SIGSTOP)
+	_ = procs[idx2].Cmd.Process.Signal(syscall.SIGSTOP)
 	waitFor(t, "takeover from a paused leader", 4*time.Second, func() bool {
 		for i, a := range addrs {
 			if i != idx && i != idx2 {
@@ -203,17 +195,17 @@ func TestReplicasOneWriter(t *testing.T) {
 		}
 		return false
 	})
-	_ = procs[idx2].cmd.Process.Signal(syscall.SIGCONT)
+	_ = procs[idx2].Cmd.Process.Signal(syscall.SIGCONT)
 	waitFor(t, "resumed replica steps down", 3*time.Second, func() bool { l, ok := replicaLeading(addrs[idx2]); return ok && !l })
-	s.cdn.Change(keyB, 1000)
-	waitFor(t, "change written after the second takeover", 3*time.Second, func() bool { return s.current(keyB) })
+	s.CDN.Change(keyB, 1000)
+	waitFor(t, "change written after the second takeover", 3*time.Second, func() bool { return s.Current(keyB) })
 }
 
 func TestTwoDeploymentsDoNotContend(t *testing.T) {
 	s := newStack(t)
 	a, b := freeAddr(t), freeAddr(t)
-	start(t, s.baseEnv("ADMIN_ADDR="+a, "REDIS_KEY_PREFIX=team-a:"))
-	start(t, s.baseEnv("ADMIN_ADDR="+b, "REDIS_KEY_PREFIX=team-b:"))
+	start(t, s.BaseEnv("ADMIN_ADDR="+a, "REDIS_KEY_PREFIX=team-a:"))
+	start(t, s.BaseEnv("ADMIN_ADDR="+b, "REDIS_KEY_PREFIX=team-b:"))
 	waitFor(t, "both lead", 5*time.Second, func() bool {
 		la, _ := replicaLeading(a)
 		lb, _ := replicaLeading(b)
@@ -224,15 +216,15 @@ func TestTwoDeploymentsDoNotContend(t *testing.T) {
 func TestKeysFileWatched(t *testing.T) {
 	s := newStack(t)
 	keyC := keys.MustParse("secret-third-key-for-the-file")
-	s.cdn.SetProject(keyC, fakecdn.Project{Lcut: 1700000009000, Value: 3})
+	s.CDN.SetProject(keyC, fakecdn.Project{Lcut: 1700000009000, Value: 3})
 	file := filepath.Join(t.TempDir(), "keys")
 	os.WriteFile(file, []byte("# team keys\n"+keyA.Reveal()+"\n"), 0o600)
-	environ := env("STATSIG_SERVER_SDK_KEYS_FILE="+file, "STATSIG_API_URL="+s.url, "REDIS_URL="+s.redis.URL(),
+	environ := env("STATSIG_SERVER_SDK_KEYS_FILE="+file, "STATSIG_API_URL="+s.URL, "REDIS_URL="+s.Redis.URL(),
 		"POLL_INTERVAL=500ms", "ADMIN_ADDR="+freeAddr(t), "DELETE_REMOVED_KEYS=true", "STATSIG_DCS_VERSIONS=v1")
 	p := start(t, environ)
 	v1target := func(k keys.SDKKey) keys.Target { return keys.Targets("", k, keys.V1, []keys.Schema{keys.Hashed})[0] }
 	present := func(k keys.SDKKey) bool {
-		return s.redis.Client().Exists(context.Background(), v1target(k).Key).Val() == 1
+		return s.Redis.Client().Exists(context.Background(), v1target(k).Key).Val() == 1
 	}
 	waitFor(t, "first key", 5*time.Second, func() bool { return present(keyA) })
 
@@ -246,15 +238,15 @@ func TestKeysFileWatched(t *testing.T) {
 	if !present(keyC) {
 		t.Fatal("an invalid file removed keys")
 	}
-	if strings.Contains(p.logs(), "client-oops") {
+	if strings.Contains(p.Logs(), "client-oops") {
 		t.Error("the invalid key was logged in full")
 	}
 
 	os.WriteFile(file, []byte(keyC.Reveal()+"\n"), 0o600)
 	waitFor(t, "removed key deleted", 2*time.Second, func() bool { return !present(keyA) })
-	s.cdn.ResetLog()
+	s.CDN.ResetLog()
 	time.Sleep(time.Second)
-	if n := len(s.cdn.RequestsFor(keyA, keys.V1)); n != 0 {
+	if n := len(s.CDN.RequestsFor(keyA, keys.V1)); n != 0 {
 		t.Errorf("removed key still polled: %d requests", n)
 	}
 }
@@ -266,10 +258,10 @@ func TestRedisCluster(t *testing.T) {
 	for _, formats := range []string{"sfp,node-redis", "string"} {
 		// string and sfp share key names: give the string run its own prefix.
 		prefix := map[string]string{"string": "str:"}[formats]
-		environ := s.baseEnv("REDIS_CLUSTER_ADDRS="+strings.Join(c.Addrs(), ","), "REDIS_FORMATS="+formats,
+		environ := s.BaseEnv("REDIS_CLUSTER_ADDRS="+strings.Join(c.Addrs(), ","), "REDIS_FORMATS="+formats,
 			"REDIS_URL=redis://unused:1", "REDIS_KEY_PREFIX="+prefix)
 		run := func(args ...string) string {
-			cmd := exec.Command(binary, args...)
+			cmd := exec.Command(e2e.Binary, args...)
 			cmd.Env = environ
 			out, err := cmd.CombinedOutput()
 			if err != nil {
@@ -288,9 +280,9 @@ func TestRedisCluster(t *testing.T) {
 			for _, v := range []keys.Version{keys.V1, keys.V2} {
 				for _, tg := range layout.Targets(k, v) {
 					e, err := w.Read(context.Background(), tg)
-					want := fakecdn.V1Body(k, s.cdn.Project(k))
+					want := fakecdn.V1Body(k, s.CDN.Project(k))
 					if v == keys.V2 {
-						want = fakecdn.V2Body(k, s.cdn.Project(k))
+						want = fakecdn.V2Body(k, s.CDN.Project(k))
 					}
 					if err != nil || string(e.Payload) != string(want) {
 						t.Errorf("%s %s %s on the cluster: %v", tg.Format, tg.Schema, v, err)
@@ -311,15 +303,15 @@ func TestRedisCluster(t *testing.T) {
 	}
 
 	// And the long-running worker, leader election included, on the cluster.
-	p := start(t, s.baseEnv("REDIS_CLUSTER_ADDRS="+strings.Join(c.Addrs(), ","), "REDIS_URL=redis://unused:1"))
-	s.cdn.Change(keyA, 1000)
+	p := start(t, s.BaseEnv("REDIS_CLUSTER_ADDRS="+strings.Join(c.Addrs(), ","), "REDIS_URL=redis://unused:1"))
+	s.CDN.Change(keyA, 1000)
 	w := writer.New(cc, 0)
 	tg := keys.Targets("", keyA, keys.V2, []keys.Schema{keys.Hashed})[0]
 	waitFor(t, "change on the cluster", 5*time.Second, func() bool {
 		e, _ := w.Read(context.Background(), tg)
-		return string(e.Payload) == string(fakecdn.V2Body(keyA, s.cdn.Project(keyA)))
+		return string(e.Payload) == string(fakecdn.V2Body(keyA, s.CDN.Project(keyA)))
 	})
-	p.stop(t)
+	p.Stop(t)
 }
 
 func TestRedisSentinelFailover(t *testing.T) {
@@ -334,12 +326,12 @@ func TestRedisSentinelFailover(t *testing.T) {
 		return len(r) == 1
 	})
 	s := newStack(t)
-	p := start(t, s.baseEnv("REDIS_SENTINEL_ADDRS="+sentinel.Addr(), "REDIS_SENTINEL_MASTER=mymaster", "REDIS_URL=redis://unused:1"))
+	p := start(t, s.BaseEnv("REDIS_SENTINEL_ADDRS="+sentinel.Addr(), "REDIS_SENTINEL_MASTER=mymaster", "REDIS_URL=redis://unused:1"))
 	current := func(rdb *redis.Client, k keys.SDKKey) bool {
 		for _, v := range []keys.Version{keys.V1, keys.V2} {
-			want := fakecdn.V1Body(k, s.cdn.Project(k))
+			want := fakecdn.V1Body(k, s.CDN.Project(k))
 			if v == keys.V2 {
-				want = fakecdn.V2Body(k, s.cdn.Project(k))
+				want = fakecdn.V2Body(k, s.CDN.Project(k))
 			}
 			for _, tg := range keys.Targets("", k, v, []keys.Schema{keys.Hashed, keys.Prefix}) {
 				if rdb.HGet(context.Background(), tg.Key, "config").Val() != string(want) {
@@ -362,7 +354,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 			case <-stop:
 				return
 			case <-time.After(150 * time.Millisecond):
-				s.cdn.Change(keyA, 100)
+				s.CDN.Change(keyA, 100)
 			}
 		}
 	}()
@@ -378,7 +370,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 	changer.Wait()
 	took := waitFor(t, "new master current", 10*time.Second, func() bool { return current(replica.Client(), keyA) && current(replica.Client(), keyB) })
 	t.Logf("all keys current on the promoted master %v after the last change", took)
-	p.stop(t)
+	p.Stop(t)
 }
 
 func TestRedisTLS(t *testing.T) {
@@ -398,8 +390,8 @@ func TestRedisTLS(t *testing.T) {
 	certFile := testcerts.Write(t, dir, "client.pem", client.CertPEM)
 	keyFile := testcerts.Write(t, dir, "client.key", client.KeyPEM)
 	once := func(extra ...string) (int, string) {
-		cmd := exec.Command(binary, "once")
-		cmd.Env = s.baseEnv(append([]string{"REDIS_URL=" + url, "LOG_LEVEL=error"}, extra...)...)
+		cmd := exec.Command(e2e.Binary, "once")
+		cmd.Env = s.BaseEnv(append([]string{"REDIS_URL=" + url, "LOG_LEVEL=error"}, extra...)...)
 		out, _ := cmd.CombinedOutput()
 		return cmd.ProcessState.ExitCode(), string(out)
 	}
@@ -418,8 +410,8 @@ func TestRedisTLS(t *testing.T) {
 		t.Errorf("no client certificate: exit %d, want 1", code)
 	}
 	// Skipping verification works, and is said loudly.
-	cmd := exec.Command(binary, "once")
-	cmd.Env = s.baseEnv("REDIS_URL="+url, "REDIS_TLS_INSECURE_SKIP_VERIFY=true", "REDIS_TLS_CERT_FILE="+certFile, "REDIS_TLS_KEY_FILE="+keyFile)
+	cmd := exec.Command(e2e.Binary, "once")
+	cmd.Env = s.BaseEnv("REDIS_URL="+url, "REDIS_TLS_INSECURE_SKIP_VERIFY=true", "REDIS_TLS_CERT_FILE="+certFile, "REDIS_TLS_KEY_FILE="+keyFile)
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "NOT verified") {
 		t.Errorf("insecure skip verify: %v\n%s", err, out)
@@ -433,14 +425,14 @@ const aclRules = "on >populator-pw resetkeys ~statsig* resetchannels -@all +ping
 func TestRedisACLUser(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
-	if err := s.redis.Client().Do(ctx, append([]any{"ACL", "SETUSER", "populator"}, splitArgs(aclRules)...)...).Err(); err != nil {
+	if err := s.Redis.Client().Do(ctx, append([]any{"ACL", "SETUSER", "populator"}, splitArgs(aclRules)...)...).Err(); err != nil {
 		t.Fatalf("ACL SETUSER: %v", err)
 	}
 	pwFile := filepath.Join(t.TempDir(), "redis-password")
 	os.WriteFile(pwFile, []byte("populator-pw\n"), 0o600)
-	environ := s.baseEnv("REDIS_USERNAME=populator", "REDIS_PASSWORD_FILE="+pwFile, "REDIS_FORMATS=sfp,node-redis", "ADMIN_ADDR="+freeAddr(t))
+	environ := s.BaseEnv("REDIS_USERNAME=populator", "REDIS_PASSWORD_FILE="+pwFile, "REDIS_FORMATS=sfp,node-redis", "ADMIN_ADDR="+freeAddr(t))
 	for _, args := range [][]string{{"once"}, {"check"}} {
-		cmd := exec.Command(binary, args...)
+		cmd := exec.Command(e2e.Binary, args...)
 		cmd.Env = environ
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%v as the ACL user: %v\n%s", args, err, out)
@@ -448,14 +440,14 @@ func TestRedisACLUser(t *testing.T) {
 	}
 	// The running worker, with its leader lease, works as that user too.
 	p := start(t, environ)
-	s.cdn.Change(keyA, 1000)
-	waitFor(t, "change written by the ACL user", 5*time.Second, func() bool { return s.current(keyA) })
-	p.stop(t)
-	if strings.Contains(p.logs(), "NOPERM") {
-		t.Errorf("permission errors in the log:\n%s", p.logs())
+	s.CDN.Change(keyA, 1000)
+	waitFor(t, "change written by the ACL user", 5*time.Second, func() bool { return s.Current(keyA) })
+	p.Stop(t)
+	if strings.Contains(p.Logs(), "NOPERM") {
+		t.Errorf("permission errors in the log:\n%s", p.Logs())
 	}
 	// The ACL really restricts: the same user cannot touch other keys.
-	other := redis.NewClient(&redis.Options{Addr: s.redis.Addr(), Username: "populator", Password: "populator-pw"})
+	other := redis.NewClient(&redis.Options{Addr: s.Redis.Addr(), Username: "populator", Password: "populator-pw"})
 	defer other.Close()
 	if err := other.Set(ctx, "unrelated", "x", 0).Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
 		t.Errorf("ACL user wrote an unrelated key: %v", err)
@@ -475,7 +467,7 @@ func TestProxyAndPrivateCA(t *testing.T) {
 	dir := t.TempDir()
 	ca := testcerts.NewCA(t)
 	leaf := ca.Issue(t, "cdn.test")
-	tlsCDN := httptest.NewUnstartedServer(s.cdn)
+	tlsCDN := httptest.NewUnstartedServer(s.CDN)
 	tlsCDN.TLS = tlsConfig(leaf.TLSCertificate(t))
 	tlsCDN.StartTLS()
 	defer tlsCDN.Close()
@@ -502,25 +494,25 @@ func TestProxyAndPrivateCA(t *testing.T) {
 	defer proxy.Close()
 
 	caFile := testcerts.Write(t, dir, "ca.pem", ca.CertPEM)
-	cmd := exec.Command(binary, "once")
-	cmd.Env = s.baseEnv("STATSIG_API_URL=https://cdn.test", "HTTPS_PROXY="+proxy.URL, "STATSIG_CA_FILE="+caFile)
+	cmd := exec.Command(e2e.Binary, "once")
+	cmd.Env = s.BaseEnv("STATSIG_API_URL=https://cdn.test", "HTTPS_PROXY="+proxy.URL, "STATSIG_CA_FILE="+caFile)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("once through the proxy: %v\n%s", err, out)
 	}
-	if connects.Load() == 0 || !s.allCurrent() {
-		t.Fatalf("%d CONNECTs; all current: %v", connects.Load(), s.allCurrent())
+	if connects.Load() == 0 || !s.AllCurrent() {
+		t.Fatalf("%d CONNECTs; all current: %v", connects.Load(), s.AllCurrent())
 	}
 	// Without the private CA the CDN's certificate is refused.
-	s.redis.FlushAll()
-	cmd = exec.Command(binary, "once")
-	cmd.Env = s.baseEnv("STATSIG_API_URL=https://cdn.test", "HTTPS_PROXY="+proxy.URL)
+	s.Redis.FlushAll()
+	cmd = exec.Command(e2e.Binary, "once")
+	cmd.Env = s.BaseEnv("STATSIG_API_URL=https://cdn.test", "HTTPS_PROXY="+proxy.URL)
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "certificate") {
 		t.Errorf("unknown CA accepted: %v\n%s", err, out)
 	}
 	// NO_PROXY sends it direct, where cdn.test does not resolve.
 	before := connects.Load()
-	cmd = exec.Command(binary, "once")
-	cmd.Env = s.baseEnv("STATSIG_API_URL=https://cdn.test", "HTTPS_PROXY="+proxy.URL, "NO_PROXY=cdn.test", "STATSIG_CA_FILE="+caFile)
+	cmd = exec.Command(e2e.Binary, "once")
+	cmd.Env = s.BaseEnv("STATSIG_API_URL=https://cdn.test", "HTTPS_PROXY="+proxy.URL, "NO_PROXY=cdn.test", "STATSIG_CA_FILE="+caFile)
 	_ = cmd.Run()
 	if connects.Load() != before || cmd.ProcessState.ExitCode() != 1 {
 		t.Errorf("NO_PROXY ignored: %d new CONNECTs, exit %d", connects.Load()-before, cmd.ProcessState.ExitCode())
@@ -548,7 +540,7 @@ func TestHealthcheckCommand(t *testing.T) {
 	s := newStack(t)
 	port := redistest.FreePort(t)
 	probe := func(args ...string) int {
-		cmd := exec.Command(binary, append([]string{"healthcheck"}, args...)...)
+		cmd := exec.Command(e2e.Binary, append([]string{"healthcheck"}, args...)...)
 		cmd.Env = env("ADMIN_ADDR=:" + strconv.Itoa(port))
 		_ = cmd.Run()
 		return cmd.ProcessState.ExitCode()
@@ -556,13 +548,13 @@ func TestHealthcheckCommand(t *testing.T) {
 	if code := probe(); code != 1 {
 		t.Fatalf("healthcheck with nothing listening: exit %d, want 1", code)
 	}
-	s.cdn.SetFault(keys.SDKKey{}, fakecdn.Fault{Status: 503})
-	p := start(t, s.baseEnv("ADMIN_ADDR=:"+strconv.Itoa(port)))
+	s.CDN.SetFault(keys.SDKKey{}, fakecdn.Fault{Status: 503})
+	p := start(t, s.BaseEnv("ADMIN_ADDR=:"+strconv.Itoa(port)))
 	waitFor(t, "alive", 5*time.Second, func() bool { return probe() == 0 })
 	if code := probe("--ready"); code != 1 {
 		t.Errorf("--ready while the CDN fails: exit %d, want 1", code)
 	}
-	s.cdn.ClearFaults()
+	s.CDN.ClearFaults()
 	waitFor(t, "ready", 5*time.Second, func() bool { return probe("--ready") == 0 })
-	p.stop(t)
+	p.Stop(t)
 }
