@@ -82,6 +82,7 @@ func (w *worker) poller(gate poller.Gate) *poller.Poller {
 		Interval:             w.cfg.PollInterval,
 		Concurrency:          w.cfg.PollConcurrency,
 		DeleteOnUnauthorized: w.cfg.DeleteOnUnauthorized,
+		UnauthorizedRecheck:  w.cfg.UnauthorizedRecheck,
 		DeleteRemovedKeys:    w.cfg.DeleteRemovedKeys,
 		Gate:                 gate,
 	}, w.fetcher, w.store, w.log, w.metrics)

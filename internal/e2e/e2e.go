@@ -29,8 +29,9 @@ import (
 // Binary is the worker built by Main.
 var Binary string
 
-// Main builds the worker (with the race detector) from the module's
-// cmd/populator, runs the tests and exits. Call it from TestMain.
+// Main builds the worker (with the race detector, unless E2E_NORACE=1, as the
+// soak test uses for realistic figures) from the module's cmd/populator, runs
+// the tests and exits. Call it from TestMain.
 func Main(m *testing.M) {
 	dir, err := os.MkdirTemp("", "populator-e2e")
 	if err != nil {
@@ -42,7 +43,11 @@ func Main(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	build := exec.Command("go", "build", "-race", "-ldflags", "-X main.version=v0.0.0-e2e", "-o", Binary, "./cmd/populator")
+	args := []string{"build", "-race", "-ldflags", "-X main.version=v0.0.0-e2e", "-o", Binary, "./cmd/populator"}
+	if os.Getenv("E2E_NORACE") == "1" {
+		args = append(args[:1], args[2:]...)
+	}
+	build := exec.Command("go", args...)
 	build.Dir = root
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {

@@ -59,6 +59,7 @@ type Env struct {
 	RedisNodeRedisHash   string `envconfig:"REDIS_NODE_REDIS_HASH" default:"statsig-redis" desc:"name of the node-redis HASH (REDIS_KEY_PREFIX is prepended)"`
 	RedisKeyTTL          string `envconfig:"REDIS_KEY_TTL" default:"0" desc:"0 = keys never expire; else refreshed after every successful poll"`
 	DeleteOnUnauthorized string `envconfig:"DELETE_ON_UNAUTHORIZED" default:"false" desc:"on 401/403 delete that key's entries"`
+	UnauthorizedRecheck  string `envconfig:"UNAUTHORIZED_RECHECK" default:"5m" desc:"how often a key answered 401/403 is asked again"`
 	DeleteRemovedKeys    string `envconfig:"DELETE_REMOVED_KEYS" default:"false" desc:"delete the entries of keys removed from the keys file"`
 	StatsigCAFile        string `envconfig:"STATSIG_CA_FILE" desc:"PEM CA bundle trusted for the CDN in addition to the system roots"`
 	AdminAddr            string `envconfig:"ADMIN_ADDR" default:":8080" desc:"admin HTTP server (healthz, readyz, status, metrics); empty disables it"`
@@ -84,6 +85,7 @@ type Config struct {
 	Layout               keys.Layout // prefix, formats, schemas, node-redis hash
 	KeyTTL               time.Duration
 	DeleteOnUnauthorized bool
+	UnauthorizedRecheck  time.Duration
 	DeleteRemovedKeys    bool
 	// CDNRootCAs is the system roots plus STATSIG_CA_FILE; nil means the
 	// system roots alone.
@@ -235,6 +237,7 @@ func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (C
 		c.KeyTTL = duration(add, "REDIS_KEY_TTL", env.RedisKeyTTL, time.Second, 365*24*time.Hour)
 	}
 	c.DeleteOnUnauthorized = boolean(add, "DELETE_ON_UNAUTHORIZED", env.DeleteOnUnauthorized)
+	c.UnauthorizedRecheck = duration(add, "UNAUTHORIZED_RECHECK", env.UnauthorizedRecheck, 100*time.Millisecond, 24*time.Hour)
 	c.DeleteRemovedKeys = boolean(add, "DELETE_REMOVED_KEYS", env.DeleteRemovedKeys)
 	if env.StatsigCAFile != "" {
 		c.CDNRootCAs = certPool(add, "STATSIG_CA_FILE", env.StatsigCAFile, readFile)

@@ -45,7 +45,7 @@ func defaults(t *testing.T) Env {
 		c.FetchTimeout != 30*time.Second || c.MaxPayloadBytes != 268435456 ||
 		!reflect.DeepEqual(c.Redis, Redis{Mode: Standalone, Addrs: []string{"127.0.0.1:6379"}}) ||
 		c.AdminAddr != ":8080" || !c.LeaderElection || c.LeaderLease != 15*time.Second || c.MetricsPerKey ||
-		c.DeleteRemovedKeys || c.CDNRootCAs != nil ||
+		c.DeleteRemovedKeys || c.CDNRootCAs != nil || c.UnauthorizedRecheck != 5*time.Minute ||
 		c.Layout.Prefix != "" || c.Layout.NodeRedisHash != "statsig-redis" ||
 		!reflect.DeepEqual(c.Layout.Formats, []keys.Format{keys.SFP}) || c.KeyTTL != 0 || c.DeleteOnUnauthorized || c.LogLevel != zerolog.InfoLevel || c.LogFormat != "json" ||
 		!reflect.DeepEqual(c.Versions, []keys.Version{keys.V1, keys.V2}) ||

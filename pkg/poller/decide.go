@@ -50,8 +50,9 @@ const (
 )
 
 const (
-	// UnauthorizedRecheck is how often a key the CDN refuses is asked again.
-	UnauthorizedRecheck = 5 * time.Minute
+	// DefaultUnauthorizedRecheck is how often a key the CDN refuses is asked
+	// again, unless configured otherwise.
+	DefaultUnauthorizedRecheck = 5 * time.Minute
 	// Patience is how long a key may keep failing before its retries are
 	// allowed to fall behind the poll interval. Shorter faults heal within an
 	// interval or two of ending; longer ones back off to spare a CDN in trouble.
@@ -68,7 +69,10 @@ const (
 // long the key's current run of failures has lasted, and u a uniform random
 // number in [0,1) for the ±10% jitter that keeps keys from polling in
 // lockstep.
-func nextDelay(k kind, interval, backoff, retryAfter, failingFor time.Duration, u float64) time.Duration {
+//
+// An unauthorized key is asked again after recheck (never sooner than the
+// interval).
+func nextDelay(k kind, interval, recheck, backoff, retryAfter, failingFor time.Duration, u float64) time.Duration {
 	jittered := func(d time.Duration) time.Duration {
 		return time.Duration(float64(d) * (0.9 + 0.2*u))
 	}
@@ -92,7 +96,7 @@ func nextDelay(k kind, interval, backoff, retryAfter, failingFor time.Duration, 
 		}
 		return min(d, max(MaxRateLimitDelay, interval))
 	case kindUnauthorized:
-		return jittered(max(UnauthorizedRecheck, interval))
+		return jittered(max(recheck, interval))
 	default:
 		return jittered(interval)
 	}

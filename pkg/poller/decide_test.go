@@ -80,13 +80,13 @@ func TestNextDelay(t *testing.T) {
 		{"unauthorized rechecks every 5 minutes", kindUnauthorized, 0, 0, 0, 0.5, 5 * time.Minute},
 	}
 	for _, c := range cases {
-		got := nextDelay(c.k, iv, c.backoff, c.retryAfter, c.failingFor, c.u)
+		got := nextDelay(c.k, iv, DefaultUnauthorizedRecheck, c.backoff, c.retryAfter, c.failingFor, c.u)
 		if d := got - c.want; d > time.Millisecond || d < -time.Millisecond {
 			t.Errorf("%s: nextDelay = %v, want %v", c.name, got, c.want)
 		}
 	}
 	// The unauthorized recheck never comes sooner than the interval.
-	if got := nextDelay(kindUnauthorized, time.Hour, 0, 0, 0, 0.5); got != time.Hour {
+	if got := nextDelay(kindUnauthorized, time.Hour, DefaultUnauthorizedRecheck, 0, 0, 0, 0.5); got != time.Hour {
 		t.Errorf("unauthorized with a 1h interval: %v", got)
 	}
 }

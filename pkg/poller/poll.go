@@ -176,7 +176,10 @@ func (p *Poller) apply(ctx context.Context, j *job, res fetcher.Result, stored [
 		return outcome{kind: kindNotPolled, label: "not_leader"}
 	}
 	if len(errs) > 0 {
-		return outcome{kind: kindRedisRetry, label: "redis_error", err: errors.Join(errs...), written: written}
+		// Not kindRedisRetry: a write that fails after a successful fetch (a
+		// full Redis, a key of another type) costs a whole download per retry,
+		// so it backs off like an upstream failure once it persists.
+		return outcome{kind: kindRetry, label: "redis_error", err: errors.Join(errs...), written: written}
 	}
 	if written > 0 {
 		p.log.Info().Str("sdk_key", j.key.Redacted()).Str("version", v).Int64("lcut", res.Meta.Time).

@@ -56,7 +56,10 @@ type Options struct {
 	Interval             time.Duration
 	Concurrency          int
 	DeleteOnUnauthorized bool
-	DeleteRemovedKeys    bool
+	// UnauthorizedRecheck is how often a 401/403 key is asked again; default
+	// DefaultUnauthorizedRecheck.
+	UnauthorizedRecheck time.Duration
+	DeleteRemovedKeys   bool
 	// BatchWindow groups polls due within this window into one wake-up and one
 	// Redis round trip; default min(Interval/100, 20ms).
 	BatchWindow time.Duration
@@ -136,6 +139,9 @@ func New(opt Options, f Fetcher, s Store, log zerolog.Logger, m *metrics.Metrics
 	}
 	if opt.ShutdownGrace <= 0 {
 		opt.ShutdownGrace = 8 * time.Second
+	}
+	if opt.UnauthorizedRecheck <= 0 {
+		opt.UnauthorizedRecheck = DefaultUnauthorizedRecheck
 	}
 	if opt.Concurrency <= 0 {
 		opt.Concurrency = 64
@@ -433,7 +439,7 @@ func (p *Poller) reschedule(j *job, k kind, retryAfter time.Duration) {
 		j.backoff.Reset()
 		j.failingSince = time.Time{}
 	}
-	j.next = now.Add(nextDelay(k, p.opt.Interval, b, retryAfter, failingFor, rand.Float64()))
+	j.next = now.Add(nextDelay(k, p.opt.Interval, p.opt.UnauthorizedRecheck, b, retryAfter, failingFor, rand.Float64()))
 	p.mu.Lock()
 	j.st.NextPoll = j.next
 	p.mu.Unlock()
