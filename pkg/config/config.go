@@ -183,17 +183,7 @@ func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (C
 		c.APIURL = strings.TrimRight(env.APIURL, "/")
 	}
 
-	for _, s := range dedupe(splitList(env.DCSVersions)) {
-		v, err := keys.ParseVersion(s)
-		if err != nil {
-			add("STATSIG_DCS_VERSIONS", "%v", err)
-			continue
-		}
-		c.Versions = append(c.Versions, v)
-	}
-	if len(c.Versions) == 0 && !hasProblem(errs, "STATSIG_DCS_VERSIONS") {
-		add("STATSIG_DCS_VERSIONS", "at least one of v1, v2 is needed")
-	}
+	c.Versions = list(add, "STATSIG_DCS_VERSIONS", env.DCSVersions, keys.ParseVersion, "v1, v2")
 
 	c.PollInterval = duration(add, "POLL_INTERVAL", env.PollInterval, 100*time.Millisecond, 24*time.Hour)
 	c.FetchTimeout = duration(add, "FETCH_TIMEOUT", env.FetchTimeout, 100*time.Millisecond, time.Hour)
@@ -202,29 +192,9 @@ func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (C
 
 	c.Redis = env.parseRedis(add, readFile)
 	c.Layout.Prefix = env.RedisKeyPrefix
-	for _, s := range dedupe(splitList(env.RedisKeySchemas)) {
-		sc, err := keys.ParseSchema(s)
-		if err != nil {
-			add("REDIS_KEY_SCHEMAS", "%v", err)
-			continue
-		}
-		c.Layout.Schemas = append(c.Layout.Schemas, sc)
-	}
-	if len(c.Layout.Schemas) == 0 && !hasProblem(errs, "REDIS_KEY_SCHEMAS") {
-		add("REDIS_KEY_SCHEMAS", "at least one of hashed, prefix is needed")
-	}
-	for _, s := range dedupe(splitList(env.RedisFormats)) {
-		f, err := keys.ParseFormat(s)
-		if err != nil {
-			add("REDIS_FORMATS", "%v", err)
-			continue
-		}
-		c.Layout.Formats = append(c.Layout.Formats, f)
-	}
-	switch {
-	case len(c.Layout.Formats) == 0 && !hasProblem(errs, "REDIS_FORMATS"):
-		add("REDIS_FORMATS", "at least one of sfp, node-redis, string is needed")
-	case slices.Contains(c.Layout.Formats, keys.SFP) && slices.Contains(c.Layout.Formats, keys.String):
+	c.Layout.Schemas = list(add, "REDIS_KEY_SCHEMAS", env.RedisKeySchemas, keys.ParseSchema, "hashed, prefix")
+	c.Layout.Formats = list(add, "REDIS_FORMATS", env.RedisFormats, keys.ParseFormat, "sfp, node-redis, string")
+	if slices.Contains(c.Layout.Formats, keys.SFP) && slices.Contains(c.Layout.Formats, keys.String) {
 		add("REDIS_FORMATS", "sfp and string write the same key names (a HASH and a STRING cannot share one); choose one")
 	}
 	c.Layout.NodeRedisHash = env.RedisNodeRedisHash
@@ -360,6 +330,26 @@ func hasProblem(p Problems, v string) bool {
 }
 
 type addFunc func(v, format string, args ...any)
+
+// list parses a list of distinct values separated by commas or spaces,
+// reporting each bad one, and an empty list when nothing bad was reported.
+func list[T any](add addFunc, v, text string, parse func(string) (T, error), choices string) []T {
+	var out []T
+	bad := false
+	for _, s := range dedupe(splitList(text)) {
+		x, err := parse(s)
+		if err != nil {
+			add(v, "%v", err)
+			bad = true
+			continue
+		}
+		out = append(out, x)
+	}
+	if len(out) == 0 && !bad {
+		add(v, "at least one of %s is needed", choices)
+	}
+	return out
+}
 
 func duration(add addFunc, v, s string, min, max time.Duration) time.Duration {
 	d, err := time.ParseDuration(s)
