@@ -71,7 +71,7 @@ func (p *Poller) poll(ctx context.Context, j *job, stored []writer.Stored, inspe
 		p.metrics.Payload(v, len(res.Body))
 		if res.HeaderMismatch {
 			p.metrics.LcutMismatch(v)
-			p.log.Warn().Str("sdk_key", j.key.Redacted()).Str("version", v).Int64("header_lcut", res.Cursor).
+			p.log.Warn().Str("sdk_key", j.name).Str("version", v).Int64("header_lcut", res.Cursor).
 				Int64("body_time", res.Meta.Time).Msg("x-since-time differs from the payload time; storing the payload time")
 		}
 		p.finish(j, p.apply(ctx, j, res, stored))
@@ -182,7 +182,7 @@ func (p *Poller) apply(ctx context.Context, j *job, res fetcher.Result, stored [
 		return outcome{kind: kindRetry, label: "redis_error", err: errors.Join(errs...), written: written}
 	}
 	if written > 0 {
-		p.log.Info().Str("sdk_key", j.key.Redacted()).Str("version", v).Int64("lcut", res.Meta.Time).
+		p.log.Info().Str("sdk_key", j.name).Str("version", v).Int64("lcut", res.Meta.Time).
 			Int("bytes", len(res.Body)).Int("keys_written", written).Msg("payload written")
 	}
 	lcut := held[0]
@@ -232,7 +232,7 @@ func (p *Poller) deleteEntries(ctx context.Context, j *job, why string) error {
 		p.metrics.RedisError("delete")
 		return err
 	}
-	p.log.Warn().Str("sdk_key", j.key.Redacted()).Str("version", string(j.version)).Str("reason", why).Msg("Redis entries deleted")
+	p.log.Warn().Str("sdk_key", j.name).Str("version", string(j.version)).Str("reason", why).Msg("Redis entries deleted")
 	return nil
 }
 
@@ -280,20 +280,27 @@ func (p *Poller) finish(j *job, o outcome) {
 	p.mu.Unlock()
 
 	if o.kind == kindSuccess {
-		p.metrics.KeyLcut(j.key.Redacted(), string(j.version), lcut)
+		p.metrics.KeyLcut(j.name, string(j.version), lcut)
 	}
-	log := p.log.With().Str("sdk_key", j.key.Redacted()).Str("version", string(j.version)).Logger()
+	// Events are built only at enabled levels: a steady-state poll logs
+	// nothing and allocates nothing here.
 	switch {
 	case o.kind == kindSuccess && prevFailures > 0:
-		log.Info().Int("after_failures", prevFailures).Int64("lcut", lcut).Msg("key recovered")
+		p.log.Info().Str("sdk_key", j.name).Str("version", string(j.version)).Int("after_failures", prevFailures).
+			Int64("lcut", lcut).Msg("key recovered")
 	case o.kind == kindSuccess || o.kind == kindNotPolled || o.kind == kindFollower:
-		log.Debug().Str("outcome", o.label).Int64("lcut", lcut).Msg("polled")
+		if e := p.log.Debug(); e.Enabled() {
+			e.Str("sdk_key", j.name).Str("version", string(j.version)).Str("outcome", o.label).Int64("lcut", lcut).Msg("polled")
+		}
 	default:
 		lvl := zerolog.DebugLevel
 		if prevFailures == 0 || prevOutcome != o.label {
 			lvl = zerolog.WarnLevel // a new failure or a different one: say it once
 		}
-		log.WithLevel(lvl).Str("outcome", o.label).Int("consecutive_failures", failures).Err(o.err).Msg("poll failed; Redis keeps the last good payload")
+		if e := p.log.WithLevel(lvl); e.Enabled() {
+			e.Str("sdk_key", j.name).Str("version", string(j.version)).Str("outcome", o.label).
+				Int("consecutive_failures", failures).Err(o.err).Msg("poll failed; Redis keeps the last good payload")
+		}
 	}
 	p.reschedule(j, o.kind, o.retryAfter)
 }

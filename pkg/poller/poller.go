@@ -94,6 +94,7 @@ type Poller struct {
 // Poller.mu so that Statuses can read it.
 type job struct {
 	key     keys.SDKKey
+	name    string // the key's redacted form, computed once
 	version keys.Version
 	targets []keys.Target
 	backoff *backoff.ExponentialBackOff
@@ -160,7 +161,7 @@ func New(opt Options, f Fetcher, s Store, log zerolog.Logger, m *metrics.Metrics
 }
 
 func (p *Poller) newJob(k keys.SDKKey, v keys.Version) *job {
-	j := &job{key: k, version: v, targets: p.opt.Layout.Targets(k, v), index: -1}
+	j := &job{key: k, name: k.Redacted(), version: v, targets: p.opt.Layout.Targets(k, v), index: -1}
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = min(time.Second, p.opt.Interval)
 	b.Multiplier = 2
@@ -169,7 +170,7 @@ func (p *Poller) newJob(k keys.SDKKey, v keys.Version) *job {
 	b.MaxElapsedTime = 0 // never give up: the next poll is always scheduled
 	b.Reset()
 	j.backoff = b
-	j.st = Status{Key: k.Redacted(), Version: v}
+	j.st = Status{Key: j.name, Version: v}
 	return j
 }
 
@@ -348,7 +349,7 @@ func (p *Poller) applyKeys(ctx context.Context, h *jobHeap) {
 		if j.index >= 0 {
 			heap.Remove(h, j.index)
 		}
-		p.metrics.ForgetKey(j.key.Redacted(), string(j.version))
+		p.metrics.ForgetKey(j.name, string(j.version))
 	}
 	p.metrics.SetKeys(nKeys)
 	if len(added)+len(removed) == 0 {
@@ -359,7 +360,7 @@ func (p *Poller) applyKeys(ctx context.Context, h *jobHeap) {
 		go func() {
 			for _, j := range removed {
 				if err := p.deleteEntries(ctx, j, "key removed from the configuration (DELETE_REMOVED_KEYS)"); err != nil {
-					p.log.Warn().Err(err).Str("sdk_key", j.key.Redacted()).Msg("deleting a removed key's entries failed")
+					p.log.Warn().Err(err).Str("sdk_key", j.name).Msg("deleting a removed key's entries failed")
 				}
 			}
 		}()
