@@ -63,41 +63,63 @@ const (
 	MaxRateLimitDelay = 10 * time.Minute
 )
 
-// nextDelay is the time until a job's next poll. backoff is the next value of
-// the job's exponential backoff (1 s doubling up to MaxBackoff, with its own
-// jitter), retryAfter the server's Retry-After (0 if none), failingFor how
-// long the key's current run of failures has lasted, and u a uniform random
-// number in [0,1) for the ±10% jitter that keeps keys from polling in
-// lockstep.
+// delayInput is what nextDelay decides from.
+type delayInput struct {
+	kind     kind
+	interval time.Duration
+	// recheck is how long an unauthorized key waits (never less than the
+	// interval).
+	recheck time.Duration
+	// backoff is the next value of the job's exponential backoff (1 s
+	// doubling up to MaxBackoff, with its own jitter).
+	backoff time.Duration
+	// retryAfter is the server's Retry-After, 0 if none.
+	retryAfter time.Duration
+	// failingFor is how long the job's current run of failures has lasted.
+	failingFor time.Duration
+	// first is set for the first success since start: the next poll is then
+	// placed anywhere in the coming interval, which spreads the polls of all
+	// keys evenly instead of in the bunch the start-up sync made.
+	first bool
+	// u is a uniform random number in [0,1).
+	u float64
+}
+
+// nextDelay is the time until a job's next poll.
 //
-// An unauthorized key is asked again after recheck (never sooner than the
-// interval).
-func nextDelay(k kind, interval, recheck, backoff, retryAfter, failingFor time.Duration, u float64) time.Duration {
+// A healthy key is polled again within one interval: up to 10% sooner, at
+// random, so that keys drift apart and never poll in lockstep, but never
+// later, so that a change reaches Redis within one interval (plus the fetch)
+// of happening.
+func nextDelay(in delayInput) time.Duration {
 	jittered := func(d time.Duration) time.Duration {
-		return time.Duration(float64(d) * (0.9 + 0.2*u))
+		return time.Duration(float64(d) * (1 - 0.1*in.u))
 	}
-	patient := failingFor < Patience
-	switch k {
+	patient := in.failingFor < Patience
+	switch in.kind {
 	case kindRetry:
-		d := backoff
+		d := in.backoff
 		if patient {
-			d = min(d, jittered(interval))
+			d = min(d, jittered(in.interval))
 		}
-		return max(d, retryAfter)
+		return max(d, in.retryAfter)
 	case kindRedisRetry:
 		// Redis is ours, not upstream's: retrying costs the CDN nothing, and a
 		// Redis that comes back must be refilled within an interval.
-		return min(backoff, jittered(interval))
+		return min(in.backoff, jittered(in.interval))
 	case kindRateLimited:
-		// Always at least a whole interval, and Retry-After when given.
-		d := max(retryAfter, jittered(interval))
+		// Always at least (about) a whole interval, and Retry-After when given.
+		d := max(in.retryAfter, jittered(in.interval))
 		if !patient {
-			d = max(d, 4*backoff)
+			d = max(d, 4*in.backoff)
 		}
-		return min(d, max(MaxRateLimitDelay, interval))
+		return min(d, max(MaxRateLimitDelay, in.interval))
 	case kindUnauthorized:
-		return jittered(max(recheck, interval))
+		return jittered(max(in.recheck, in.interval))
 	default:
-		return jittered(interval)
+		if in.first {
+			return time.Duration(float64(in.interval) * (0.1 + 0.9*in.u))
+		}
+		return jittered(in.interval)
 	}
 }

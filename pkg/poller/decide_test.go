@@ -55,39 +55,40 @@ func TestNextDelay(t *testing.T) {
 	const iv = 10 * time.Second
 	const long = Patience + time.Second
 	cases := []struct {
-		name       string
-		k          kind
-		backoff    time.Duration
-		retryAfter time.Duration
-		failingFor time.Duration
-		u          float64
-		want       time.Duration
+		name string
+		in   delayInput
+		want time.Duration
 	}{
-		{"success, lowest jitter", kindSuccess, 0, 0, 0, 0, 9 * time.Second},
-		{"success, middle", kindSuccess, 0, 0, 0, 0.5, 10 * time.Second},
-		{"success, highest jitter", kindSuccess, 0, 0, 0, 0.999999, 11*time.Second - 20*time.Microsecond},
-		{"not polled keeps the cadence", kindNotPolled, 0, 0, 0, 0.5, 10 * time.Second},
-		{"retry follows backoff", kindRetry, 2 * time.Second, 0, 0, 0.5, 2 * time.Second},
-		{"young failure: retry within the interval", kindRetry, time.Minute, 0, time.Minute, 0.5, 10 * time.Second},
-		{"old failure: backoff beyond the interval", kindRetry, time.Minute, 0, long, 0.5, time.Minute},
-		{"retry honours Retry-After", kindRetry, 2 * time.Second, 30 * time.Second, 0, 0.5, 30 * time.Second},
-		{"redis retry is short", kindRedisRetry, time.Second, 0, 0, 0.5, time.Second},
-		{"redis retry never exceeds the interval", kindRedisRetry, 3 * time.Minute, 0, long, 0.5, 10 * time.Second},
-		{"429 waits a whole interval", kindRateLimited, time.Second, 0, 0, 0.5, 10 * time.Second},
-		{"429 honours Retry-After", kindRateLimited, time.Second, 2 * time.Minute, 0, 0.5, 2 * time.Minute},
-		{"persistent 429 backs off 4x further than errors", kindRateLimited, 30 * time.Second, 0, long, 0.5, 2 * time.Minute},
-		{"429 is capped", kindRateLimited, 3 * time.Minute, time.Hour, long, 0.5, MaxRateLimitDelay},
-		{"unauthorized rechecks every 5 minutes", kindUnauthorized, 0, 0, 0, 0.5, 5 * time.Minute},
+		{"success, no jitter", delayInput{kind: kindSuccess, u: 0}, 10 * time.Second},
+		{"success, middle", delayInput{kind: kindSuccess, u: 0.5}, 9500 * time.Millisecond},
+		{"success, most jitter: 10% early, never late", delayInput{kind: kindSuccess, u: 0.999999}, 9 * time.Second},
+		{"first success spreads over the interval (low)", delayInput{kind: kindSuccess, first: true, u: 0}, time.Second},
+		{"first success spreads over the interval (high)", delayInput{kind: kindSuccess, first: true, u: 0.999999}, 10 * time.Second},
+		{"follower keeps the cadence", delayInput{kind: kindFollower, u: 0}, 10 * time.Second},
+		{"not polled keeps the cadence", delayInput{kind: kindNotPolled, u: 0.5}, 9500 * time.Millisecond},
+		{"retry follows backoff", delayInput{kind: kindRetry, backoff: 2 * time.Second}, 2 * time.Second},
+		{"young failure: retry within the interval", delayInput{kind: kindRetry, backoff: time.Minute, failingFor: time.Minute}, 10 * time.Second},
+		{"old failure: backoff beyond the interval", delayInput{kind: kindRetry, backoff: time.Minute, failingFor: long}, time.Minute},
+		{"retry honours Retry-After", delayInput{kind: kindRetry, backoff: 2 * time.Second, retryAfter: 30 * time.Second}, 30 * time.Second},
+		{"redis retry is short", delayInput{kind: kindRedisRetry, backoff: time.Second}, time.Second},
+		{"redis retry never exceeds the interval", delayInput{kind: kindRedisRetry, backoff: 3 * time.Minute, failingFor: long}, 10 * time.Second},
+		{"429 waits about a whole interval", delayInput{kind: kindRateLimited, backoff: time.Second}, 10 * time.Second},
+		{"429 honours Retry-After", delayInput{kind: kindRateLimited, backoff: time.Second, retryAfter: 2 * time.Minute}, 2 * time.Minute},
+		{"persistent 429 backs off 4x further than errors", delayInput{kind: kindRateLimited, backoff: 30 * time.Second, failingFor: long}, 2 * time.Minute},
+		{"429 is capped", delayInput{kind: kindRateLimited, backoff: 3 * time.Minute, retryAfter: time.Hour, failingFor: long}, MaxRateLimitDelay},
+		{"unauthorized rechecks every 5 minutes", delayInput{kind: kindUnauthorized}, 5 * time.Minute},
+		{"unauthorized never sooner than the interval", delayInput{kind: kindUnauthorized, interval: time.Hour}, time.Hour},
 	}
 	for _, c := range cases {
-		got := nextDelay(c.k, iv, DefaultUnauthorizedRecheck, c.backoff, c.retryAfter, c.failingFor, c.u)
+		in := c.in
+		if in.interval == 0 {
+			in.interval = iv
+		}
+		in.recheck = DefaultUnauthorizedRecheck
+		got := nextDelay(in)
 		if d := got - c.want; d > time.Millisecond || d < -time.Millisecond {
 			t.Errorf("%s: nextDelay = %v, want %v", c.name, got, c.want)
 		}
-	}
-	// The unauthorized recheck never comes sooner than the interval.
-	if got := nextDelay(kindUnauthorized, time.Hour, DefaultUnauthorizedRecheck, 0, 0, 0, 0.5); got != time.Hour {
-		t.Errorf("unauthorized with a 1h interval: %v", got)
 	}
 }
 

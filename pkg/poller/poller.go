@@ -102,6 +102,7 @@ type job struct {
 	next         time.Time
 	index        int       // in the heap; -1 when not in it
 	removed      bool      // its key left the configuration; set and read by the loop
+	spread       bool      // its first success placed it at a random point of the interval
 	failingSince time.Time // start of the current run of failures; zero when healthy
 
 	st Status
@@ -440,7 +441,12 @@ func (p *Poller) reschedule(j *job, k kind, retryAfter time.Duration) {
 		j.backoff.Reset()
 		j.failingSince = time.Time{}
 	}
-	j.next = now.Add(nextDelay(k, p.opt.Interval, p.opt.UnauthorizedRecheck, b, retryAfter, failingFor, rand.Float64()))
+	first := (k == kindSuccess || k == kindFollower) && !j.spread
+	if first {
+		j.spread = true
+	}
+	j.next = now.Add(nextDelay(delayInput{kind: k, interval: p.opt.Interval, recheck: p.opt.UnauthorizedRecheck, backoff: b,
+		retryAfter: retryAfter, failingFor: failingFor, first: first, u: rand.Float64()}))
 	p.mu.Lock()
 	j.st.NextPoll = j.next
 	p.mu.Unlock()
