@@ -111,10 +111,11 @@ func New(o Options) *Client {
 // for up to maxConns parallel requests, HTTP/2 where the server offers it,
 // proxies from HTTPS_PROXY/NO_PROXY, 10 s to connect and to get response headers
 // (the whole request is bounded by the Client timeout). rootCAs replaces the
-// system roots when not nil. It leaves Accept-Encoding to net/http, which asks
-// for gzip and decodes it itself.
+// system roots when not nil. Compression is left to the Client, which asks for
+// gzip and decodes it itself into a buffer of the payload's final size.
 func NewTransport(maxConns int, rootCAs *x509.CertPool) *http.Transport {
 	return &http.Transport{
+		DisableCompression:    true,
 		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: rootCAs},
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -146,6 +147,7 @@ func (c *Client) Fetch(ctx context.Context, k keys.SDKKey, v keys.Version, since
 		return c.failure(k, Rejected, "bad_request", 0, err)
 	}
 	req.Header.Set("User-Agent", c.ua)
+	req.Header.Set("Accept-Encoding", "gzip") // never br or statsig-br: only JSON is stored
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return c.networkFailure(ctx, k, err)
@@ -188,7 +190,7 @@ func (c *Client) classify(ctx context.Context, k keys.SDKKey, v keys.Version, re
 	if resp.ContentLength > c.max {
 		return c.failure(k, Rejected, "too_large", st, fmt.Errorf("payload of %d bytes exceeds MAX_PAYLOAD_BYTES (%d)", resp.ContentLength, c.max))
 	}
-	body, err := readAll(resp.Body, c.max, resp.ContentLength)
+	body, err := readBody(resp.Body, strings.ToLower(resp.Header.Get("Content-Encoding")), c.max, resp.ContentLength)
 	if err != nil {
 		if errors.Is(err, errTooLarge) {
 			return c.failure(k, Rejected, "too_large", st, fmt.Errorf("payload exceeds MAX_PAYLOAD_BYTES (%d)", c.max))
@@ -220,9 +222,9 @@ func refusedFormat(resp *http.Response) string {
 			return "CDN answered " + mt + " (protobuf); only JSON is stored"
 		}
 	}
-	// net/http removes Content-Encoding when it decoded gzip itself; anything
-	// left (statsig-br, br, zstd, deflate) is an encoding we never asked for.
-	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+	// We ask for gzip only; anything else (statsig-br, br, zstd, deflate) is
+	// an encoding we never asked for.
+	if ce := strings.ToLower(resp.Header.Get("Content-Encoding")); ce != "" && ce != "identity" && ce != "gzip" {
 		return "CDN answered Content-Encoding " + ce + ", which was not asked for"
 	}
 	if strings.EqualFold(resp.Header.Get("X-Deltas-Used"), "true") {
