@@ -241,7 +241,7 @@ func TestCheckCommand(t *testing.T) {
 		{"garbage payload", func() { s.Redis.Client().HSet(ctx, sfpKey.Key, "config", "{not json") }, "not_json"},
 		{"no-update body", func() { s.Redis.Client().HSet(ctx, sfpKey.Key, "config", `{"has_updates":false}`) }, "no updates"},
 		{"lcut differs", func() { s.Redis.Client().HSet(ctx, sfpKey.Key, "lcut", "5") }, "differs from stored lcut"},
-		{"statsig-br sibling", func() { s.Redis.Client().Set(ctx, sfpKey.BRSibling, "x", 0) }, "statsig-br sibling"},
+		{"statsig-br sibling", func() { s.Redis.Client().Set(ctx, sfpKey.BRSibling(), "x", 0) }, "statsig-br sibling"},
 		{"deleted", func() { s.Redis.Client().Del(ctx, sfpKey.Key) }, "missing"},
 	}
 	for _, d := range damage {

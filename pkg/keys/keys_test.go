@@ -48,14 +48,24 @@ func TestTargets(t *testing.T) {
 	k := MustParse(longKey)
 	v2 := Targets("p:", k, V2, []Schema{Hashed, Prefix})
 	want := []Target{
-		{Format: SFP, Schema: Hashed, Version: V2, Key: "p:statsig|/v2/download_config_specs|plain_text|DTAAZ4lexssiyUagx9aS5cly2FLf0wud0zKZT2l1qPM=", BRSibling: "p:statsig|/v2/download_config_specs|statsig-br|DTAAZ4lexssiyUagx9aS5cly2FLf0wud0zKZT2l1qPM="},
-		{Format: SFP, Schema: Prefix, Version: V2, Key: "p:statsig|/v2/download_config_specs|plain_text|secret-abc123XYZ0123", BRSibling: "p:statsig|/v2/download_config_specs|statsig-br|secret-abc123XYZ0123"},
+		{Format: SFP, Schema: Hashed, Version: V2, Key: "p:statsig|/v2/download_config_specs|plain_text|DTAAZ4lexssiyUagx9aS5cly2FLf0wud0zKZT2l1qPM="},
+		{Format: SFP, Schema: Prefix, Version: V2, Key: "p:statsig|/v2/download_config_specs|plain_text|secret-abc123XYZ0123"},
 	}
 	if fmt.Sprint(v2) != fmt.Sprint(want) {
 		t.Fatalf("v2 targets = %v, want %v", v2, want)
 	}
+	for i, sib := range []string{"p:statsig|/v2/download_config_specs|statsig-br|DTAAZ4lexssiyUagx9aS5cly2FLf0wud0zKZT2l1qPM=", "p:statsig|/v2/download_config_specs|statsig-br|secret-abc123XYZ0123"} {
+		if got := v2[i].BRSibling(); got != sib {
+			t.Errorf("sibling %d = %q, want %q", i, got, sib)
+		}
+	}
+	// A prefix that itself holds the segment does not confuse it.
+	odd := Targets("a|plain_text|b:", k, V2, []Schema{Hashed})[0]
+	if got := odd.BRSibling(); got != "a|plain_text|b:statsig|/v2/download_config_specs|statsig-br|DTAAZ4lexssiyUagx9aS5cly2FLf0wud0zKZT2l1qPM=" {
+		t.Errorf("sibling with an odd prefix = %q", got)
+	}
 	v1 := Targets("", k, V1, []Schema{Prefix})
-	if len(v1) != 1 || v1[0].BRSibling != "" || v1[0].Key != "statsig|/v1/download_config_specs|plain_text|secret-abc123XYZ0123" {
+	if len(v1) != 1 || v1[0].BRSibling() != "" || v1[0].Key != "statsig|/v1/download_config_specs|plain_text|secret-abc123XYZ0123" {
 		t.Fatalf("v1 targets = %+v: v1 has no statsig-br sibling", v1)
 	}
 }
@@ -67,7 +77,7 @@ func TestLayoutTargets(t *testing.T) {
 	nr, str := got[0], got[1]
 	if nr.Format != NodeRedis || nr.Key != "x:statsig-redis" ||
 		nr.Field != "statsig|/v1/download_config_specs|plain_text|hLd8vCNmvjY0Hr+m4t8uZOMjbosunXfSY0Y41rKLnb0=" ||
-		nr.LcutRef != nr.Field+"|lcut" || nr.BRSibling != "" {
+		nr.LcutRef != nr.Field+"|lcut" || nr.BRSibling() != "" {
 		t.Errorf("node-redis target = %+v", nr)
 	}
 	if str.Format != String || str.Key != "x:statsig|/v1/download_config_specs|plain_text|hLd8vCNmvjY0Hr+m4t8uZOMjbosunXfSY0Y41rKLnb0=" ||
@@ -78,7 +88,7 @@ func TestLayoutTargets(t *testing.T) {
 	if got := l.Targets(k, V2)[0]; got.Key != "x:statsig-redis-team-a" || got.Field != "statsig|/v2/download_config_specs|plain_text|hLd8vCNmvjY0Hr+m4t8uZOMjbosunXfSY0Y41rKLnb0=" {
 		t.Errorf("custom hash target = %+v", got)
 	}
-	if got := l.Targets(k, V2)[1]; got.BRSibling != "x:statsig|/v2/download_config_specs|statsig-br|hLd8vCNmvjY0Hr+m4t8uZOMjbosunXfSY0Y41rKLnb0=" {
+	if got := l.Targets(k, V2)[1]; got.BRSibling() != "x:statsig|/v2/download_config_specs|statsig-br|hLd8vCNmvjY0Hr+m4t8uZOMjbosunXfSY0Y41rKLnb0=" {
 		t.Errorf("string v2 target has no statsig-br sibling: %+v", got)
 	}
 }

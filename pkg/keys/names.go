@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"strings"
 )
 
 // Version is a download_config_specs payload format. v1 is read by the legacy
@@ -125,9 +126,23 @@ type Target struct {
 	// or the companion key in Key's cluster slot (string). Empty for sfp,
 	// whose HASH has an lcut field.
 	LcutRef string
-	// BRSibling is the statsig-br key to delete whenever a /v2 payload is
-	// written under an SFP-style name; empty otherwise.
-	BRSibling string
+}
+
+// BRSibling is the statsig-br key to delete whenever a /v2 payload is written
+// under a forward-proxy name (sfp and string formats); empty otherwise. It is
+// derived on demand: it is needed only when writing, and a worker holds
+// targets for thousands of keys.
+func (t Target) BRSibling() string {
+	if t.Version != V2 || t.Format == NodeRedis {
+		return ""
+	}
+	// The id after the last '|' never contains '|', so the encoding segment
+	// is the last "|plain_text|" whatever the prefix holds.
+	i := strings.LastIndex(t.Key, "|"+string(PlainText)+"|")
+	if i < 0 {
+		return ""
+	}
+	return t.Key[:i] + "|" + string(StatsigBR) + "|" + t.Key[i+len(PlainText)+2:]
 }
 
 // Layout names everything the worker writes: the prefix for every key and the
@@ -163,9 +178,6 @@ func (l Layout) Targets(k SDKKey, v Version) []Target {
 				t.Key = DCSKey(l.Prefix, v, PlainText, id)
 				if f == String {
 					t.LcutRef = SameSlotKey(t.Key, "|lcut")
-				}
-				if v == V2 {
-					t.BRSibling = DCSKey(l.Prefix, v, StatsigBR, id)
 				}
 			}
 			out = append(out, t)

@@ -71,11 +71,14 @@ func BenchmarkSteadyStatePoll(b *testing.B) {
 		b.Fatalf("initial sync failed: %+v", st[0])
 	}
 	j := h.poller.jobs[0]
-	sem, done := make(chan struct{}, 1), make(chan *job, 1)
+	done := make(chan *job, 1)
+	finished := func(j *job) { done <- j }
+	tasks, stop := h.poller.startPollers(ctx, finished)
+	defer stop()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		h.poller.runBatch(ctx, []*job{j}, sem, func(j *job) { done <- j })
+		h.poller.runBatch(ctx, []*job{j}, tasks, finished)
 		<-done
 	}
 	b.StopTimer()

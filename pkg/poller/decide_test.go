@@ -95,10 +95,10 @@ func TestNextDelay(t *testing.T) {
 // Retryable failures back off exponentially, with jitter, up to the cap.
 func TestBackoffGrowsAndIsCapped(t *testing.T) {
 	p := New(Options{Interval: 10 * time.Second}, nil, nil, nopLogger(), nil)
-	j := p.newJob(testKey, "v1")
+	b := p.newBackoff()
 	var last time.Duration
 	for i := 0; i < 30; i++ {
-		d := j.backoff.NextBackOff()
+		d := b.NextBackOff()
 		if d > MaxBackoff+MaxBackoff/2 {
 			t.Fatalf("backoff %v exceeds the cap", d)
 		}

@@ -85,6 +85,7 @@ type Poller struct {
 	keysChanged chan struct{}
 	kick        chan struct{}
 
+	epoch     time.Time    // the clock's zero: schedules use the monotonic time since
 	heartbeat atomic.Int64 // unix ns of the loop's last round
 	redisOK   atomic.Int64 // unix ns of the last answered batch check
 }
@@ -97,9 +98,9 @@ type job struct {
 	name    string // the key's redacted form, computed once
 	version keys.Version
 	targets []keys.Target
-	backoff *backoff.ExponentialBackOff
+	backoff *backoff.ExponentialBackOff // nil while healthy
 
-	next         time.Time
+	next         int64     // when to poll, on the Poller's clock
 	index        int       // in the heap; -1 when not in it
 	removed      bool      // its key left the configuration; set and read by the loop
 	spread       bool      // its first success placed it at a random point of the interval
@@ -151,7 +152,7 @@ func New(opt Options, f Fetcher, s Store, log zerolog.Logger, m *metrics.Metrics
 	if opt.Gate == nil {
 		opt.Gate = alwaysLeading{}
 	}
-	p := &Poller{opt: opt, fetch: f, store: s, log: log, metrics: m, keysChanged: make(chan struct{}, 1), kick: make(chan struct{}, 1)}
+	p := &Poller{opt: opt, fetch: f, store: s, log: log, metrics: m, keysChanged: make(chan struct{}, 1), kick: make(chan struct{}, 1), epoch: time.Now()}
 	for _, k := range opt.Keys {
 		for _, v := range opt.Versions {
 			p.jobs = append(p.jobs, p.newJob(k, v))
@@ -163,6 +164,14 @@ func New(opt Options, f Fetcher, s Store, log zerolog.Logger, m *metrics.Metrics
 
 func (p *Poller) newJob(k keys.SDKKey, v keys.Version) *job {
 	j := &job{key: k, name: k.Redacted(), version: v, targets: p.opt.Layout.Targets(k, v), index: -1}
+	j.st = Status{Key: j.name, Version: v}
+	return j
+}
+
+// newBackoff is a failing job's retry schedule: 1 s doubling to MaxBackoff,
+// ±50% at random, never giving up. Healthy jobs have none, which keeps
+// thousands of them small.
+func (p *Poller) newBackoff() *backoff.ExponentialBackOff {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = min(time.Second, p.opt.Interval)
 	b.Multiplier = 2
@@ -170,9 +179,7 @@ func (p *Poller) newJob(k keys.SDKKey, v keys.Version) *job {
 	b.MaxInterval = max(MaxBackoff, p.opt.Interval)
 	b.MaxElapsedTime = 0 // never give up: the next poll is always scheduled
 	b.Reset()
-	j.backoff = b
-	j.st = Status{Key: j.name, Version: v}
-	return j
+	return b
 }
 
 // Statuses returns a snapshot of every job's status.
@@ -193,7 +200,6 @@ func (p *Poller) Run(ctx context.Context) error {
 		h        jobHeap
 		done     = make(chan *job, 64)
 		stopped  = make(chan struct{})
-		sem      = make(chan struct{}, p.opt.Concurrency)
 		inflight int
 		timer    = time.NewTimer(time.Hour)
 	)
@@ -205,7 +211,9 @@ func (p *Poller) Run(ctx context.Context) error {
 		case <-stopped: // Run gave up waiting; the job is dropped with it
 		}
 	}
-	now := time.Now()
+	tasks, stopPollers := p.startPollers(ctx, finished)
+	defer stopPollers()
+	now := p.clock()
 	p.mu.Lock()
 	for _, j := range p.jobs {
 		j.next = now
@@ -217,7 +225,7 @@ func (p *Poller) Run(ctx context.Context) error {
 		// Wake at least every second so the heartbeat shows the loop alive.
 		wait := time.Second
 		if len(h) > 0 {
-			wait = min(wait, time.Until(h[0].next))
+			wait = min(wait, time.Duration(h[0].next-p.clock()))
 		}
 		timer.Reset(max(wait, 0))
 		select {
@@ -235,7 +243,7 @@ func (p *Poller) Run(ctx context.Context) error {
 		case <-p.kick:
 			// Everything waiting is due now (e.g. this replica just became
 			// leader and should not wait out a follower's interval).
-			now := time.Now()
+			now := p.clock()
 			for _, j := range h {
 				j.next = now
 			}
@@ -243,14 +251,14 @@ func (p *Poller) Run(ctx context.Context) error {
 			continue
 		case <-timer.C:
 		}
-		horizon := time.Now().Add(p.opt.BatchWindow)
+		horizon := p.clock() + int64(p.opt.BatchWindow)
 		var batch []*job
-		for len(h) > 0 && !h[0].next.After(horizon) {
+		for len(h) > 0 && h[0].next <= horizon {
 			batch = append(batch, heap.Pop(&h).(*job))
 		}
 		if len(batch) > 0 {
 			inflight += len(batch)
-			go p.runBatch(ctx, batch, sem, finished)
+			go p.runBatch(ctx, batch, tasks, finished)
 		}
 	}
 }
@@ -269,6 +277,10 @@ func (p *Poller) drain(done chan *job, inflight int) error {
 	}
 	return nil
 }
+
+// clock is the monotonic time since the Poller was made, in nanoseconds:
+// cheap to compare in the heap, and immune to wall-clock jumps.
+func (p *Poller) clock() int64 { return int64(time.Since(p.epoch)) }
 
 // Alive reports when the scheduling loop last went round (zero before Run).
 func (p *Poller) Alive() time.Time {
@@ -340,7 +352,7 @@ func (p *Poller) applyKeys(ctx context.Context, h *jobHeap) {
 	nKeys := len(p.pendingKeys)
 	p.mu.Unlock()
 
-	now := time.Now()
+	now := p.clock()
 	for _, j := range added {
 		j.next = now
 		heap.Push(h, j)
@@ -372,11 +384,12 @@ func (p *Poller) applyKeys(ctx context.Context, h *jobHeap) {
 // their statuses.
 func (p *Poller) Once(ctx context.Context) []Status {
 	done := make(chan *job, len(p.jobs))
-	sem := make(chan struct{}, p.opt.Concurrency)
 	finished := func(j *job) { done <- j }
+	tasks, stop := p.startPollers(ctx, finished)
+	defer stop()
 	const batchSize = 256
 	for i := 0; i < len(p.jobs); i += batchSize {
-		p.runBatch(ctx, p.jobs[i:min(i+batchSize, len(p.jobs))], sem, finished)
+		p.runBatch(ctx, p.jobs[i:min(i+batchSize, len(p.jobs))], tasks, finished)
 	}
 	for range p.jobs {
 		<-done
@@ -384,10 +397,38 @@ func (p *Poller) Once(ctx context.Context) []Status {
 	return p.Statuses()
 }
 
+// task is one job to poll with what Redis holds for it.
+type task struct {
+	j          *job
+	stored     []writer.Stored
+	inspectErr error
+}
+
+// startPollers starts Concurrency goroutines that poll the tasks sent to
+// them, which caps the requests in flight. They live as long as the run, so
+// the stacks the HTTP client grows are grown once, not once per poll.
+func (p *Poller) startPollers(ctx context.Context, finished func(*job)) (chan<- task, func()) {
+	tasks, quit := make(chan task), make(chan struct{})
+	for i := 0; i < p.opt.Concurrency; i++ {
+		go func() {
+			for {
+				select {
+				case t := <-tasks:
+					p.poll(ctx, t.j, t.stored, t.inspectErr)
+					finished(t.j)
+				case <-quit:
+					return
+				}
+			}
+		}()
+	}
+	return tasks, func() { close(quit) }
+}
+
 // runBatch asks Redis about every target of the batch in one pipeline, then
-// polls each job under the concurrency cap. Every job is sent to done exactly
-// once, polled or not.
-func (p *Poller) runBatch(ctx context.Context, batch []*job, sem chan struct{}, finished func(*job)) {
+// hands each job to the pollers. Every job reaches finished exactly once,
+// polled or not.
+func (p *Poller) runBatch(ctx context.Context, batch []*job, tasks chan<- task, finished func(*job)) {
 	var targets []keys.Target
 	for _, j := range batch {
 		targets = append(targets, j.targets...)
@@ -412,17 +453,11 @@ func (p *Poller) runBatch(ctx context.Context, batch []*job, sem chan struct{}, 
 		}
 		offset += len(j.targets)
 		select {
-		case sem <- struct{}{}:
+		case tasks <- task{j, js, inspectErr}:
 		case <-ctx.Done():
 			p.reschedule(j, kindNotPolled, 0)
 			finished(j)
-			continue
 		}
-		go func() {
-			defer func() { <-sem }()
-			p.poll(ctx, j, js, inspectErr)
-			finished(j)
-		}()
 	}
 }
 
@@ -432,23 +467,27 @@ func (p *Poller) reschedule(j *job, k kind, retryAfter time.Duration) {
 	var b, failingFor time.Duration
 	switch k {
 	case kindRetry, kindRateLimited, kindRedisRetry:
+		if j.backoff == nil {
+			j.backoff = p.newBackoff()
+		}
 		b = j.backoff.NextBackOff()
 		if j.failingSince.IsZero() {
 			j.failingSince = now
 		}
 		failingFor = now.Sub(j.failingSince)
 	case kindSuccess, kindFollower:
-		j.backoff.Reset()
+		j.backoff = nil
 		j.failingSince = time.Time{}
 	}
 	first := (k == kindSuccess || k == kindFollower) && !j.spread
 	if first {
 		j.spread = true
 	}
-	j.next = now.Add(nextDelay(delayInput{kind: k, interval: p.opt.Interval, recheck: p.opt.UnauthorizedRecheck, backoff: b,
-		retryAfter: retryAfter, failingFor: failingFor, first: first, u: rand.Float64()}))
+	delay := nextDelay(delayInput{kind: k, interval: p.opt.Interval, recheck: p.opt.UnauthorizedRecheck, backoff: b,
+		retryAfter: retryAfter, failingFor: failingFor, first: first, u: rand.Float64()})
+	j.next = p.clock() + int64(delay)
 	p.mu.Lock()
-	j.st.NextPoll = j.next
+	j.st.NextPoll = now.Add(delay)
 	p.mu.Unlock()
 }
 
@@ -456,7 +495,7 @@ func (p *Poller) reschedule(j *job, k kind, retryAfter time.Duration) {
 type jobHeap []*job
 
 func (h jobHeap) Len() int           { return len(h) }
-func (h jobHeap) Less(i, k int) bool { return h[i].next.Before(h[k].next) }
+func (h jobHeap) Less(i, k int) bool { return h[i].next < h[k].next }
 func (h jobHeap) Swap(i, k int) {
 	h[i], h[k] = h[k], h[i]
 	h[i].index, h[k].index = i, k

@@ -145,7 +145,7 @@ func TestOnceWritesTheExactLayout(t *testing.T) {
 	// from server-core stores with getBytes: it must go.
 	for _, k := range h.opt.Keys {
 		for _, tg := range keys.Targets("team-a:", k, keys.V2, allSch) {
-			h.rdb.Set(ctx, tg.BRSibling, "stale protobuf", 0)
+			h.rdb.Set(ctx, tg.BRSibling(), "stale protobuf", 0)
 		}
 	}
 	statuses := h.poller.Once(ctx)

@@ -299,8 +299,8 @@ func (w *Writer) Touch(ctx context.Context, targets []keys.Target) error {
 func (w *Writer) DeleteSiblings(ctx context.Context, targets []keys.Target) error {
 	var names []string
 	for _, t := range targets {
-		if t.BRSibling != "" {
-			names = append(names, t.BRSibling)
+		if t.BRSibling() != "" {
+			names = append(names, t.BRSibling())
 		}
 	}
 	return w.del(ctx, names, nil)
@@ -320,8 +320,8 @@ func (w *Writer) Delete(ctx context.Context, targets []keys.Target) error {
 		default:
 			names = append(names, t.Key)
 		}
-		if t.BRSibling != "" {
-			names = append(names, t.BRSibling)
+		if t.BRSibling() != "" {
+			names = append(names, t.BRSibling())
 		}
 	}
 	return w.del(ctx, names, fields)

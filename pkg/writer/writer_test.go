@@ -164,13 +164,14 @@ func TestDelete(t *testing.T) {
 	ctx := context.Background()
 	w, srv := newWriter(t, 0)
 	rdb := srv.Client()
-	rdb.HSet(ctx, "y", "config", "1")
-	rdb.Set(ctx, "y-br", "1", 0)
+	y := keys.Targets("", keys.MustParse("secret-aaaaaaaaaaaaaaaa"), keys.V2, []keys.Schema{keys.Hashed})[0]
+	rdb.HSet(ctx, y.Key, "config", "1")
+	rdb.Set(ctx, y.BRSibling(), "1", 0)
 	rdb.Set(ctx, "s", "1", 0)
 	rdb.Set(ctx, "s-lcut", "1", 0)
 	rdb.HSet(ctx, "shared", "f", "1", "f|lcut", "1", "other", "kept")
 	targets := []keys.Target{
-		{Format: keys.SFP, Key: "y", BRSibling: "y-br"},
+		y,
 		{Format: keys.String, Key: "s", LcutRef: "s-lcut"},
 		{Format: keys.NodeRedis, Key: "shared", Field: "f", LcutRef: "f|lcut"},
 		{Format: keys.SFP, Key: "z"},
@@ -178,7 +179,7 @@ func TestDelete(t *testing.T) {
 	if err := w.Delete(ctx, targets); err != nil {
 		t.Fatal(err)
 	}
-	if n := rdb.Exists(ctx, "y", "y-br", "s", "s-lcut").Val(); n != 0 {
+	if n := rdb.Exists(ctx, y.Key, y.BRSibling(), "s", "s-lcut").Val(); n != 0 {
 		t.Fatalf("%d keys left", n)
 	}
 	if got := rdb.HGetAll(ctx, "shared").Val(); len(got) != 1 || got["other"] != "kept" {
