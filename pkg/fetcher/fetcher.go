@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -155,8 +154,7 @@ func (c *Client) Fetch(ctx context.Context, k keys.SDKKey, v keys.Version, since
 	defer resp.Body.Close()
 	res := c.classify(ctx, k, v, resp)
 	if res.Outcome != Updated {
-		// Drain a little so the connection can be reused; never a big body.
-		_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+		drain(resp.Body)
 	}
 	return res
 }
@@ -214,13 +212,21 @@ func (c *Client) classify(ctx context.Context, k keys.SDKKey, v keys.Version, re
 	return res
 }
 
+// drain reads what is left of a small body (at most 64 KiB) so that the
+// connection can be reused; a bigger one is dropped with its connection.
+func drain(r io.Reader) {
+	var buf [4096]byte
+	for i := 0; i < 16; i++ {
+		if _, err := r.Read(buf[:]); err != nil {
+			return
+		}
+	}
+}
+
 // refusedFormat names why a 200 response is not JSON we can store, or "".
 func refusedFormat(resp *http.Response) string {
-	if ct := resp.Header.Get("Content-Type"); ct != "" {
-		mt, _, _ := mime.ParseMediaType(ct)
-		if mt == "application/octet-stream" || strings.Contains(mt, "protobuf") {
-			return "CDN answered " + mt + " (protobuf); only JSON is stored"
-		}
+	if ct := strings.ToLower(resp.Header.Get("Content-Type")); strings.HasPrefix(ct, "application/octet-stream") || strings.Contains(ct, "protobuf") {
+		return "CDN answered " + ct + " (protobuf); only JSON is stored"
 	}
 	// We ask for gzip only; anything else (statsig-br, br, zstd, deflate) is
 	// an encoding we never asked for.

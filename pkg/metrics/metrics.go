@@ -5,6 +5,7 @@ package metrics
 
 import (
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -16,6 +17,11 @@ const ns = "statsig_populator"
 // so units can run without a registry.
 type Metrics struct {
 	Registry *prometheus.Registry
+
+	// hot caches the series recorded on every poll, so that a poll does not
+	// hash its labels again each time.
+	hotMu sync.RWMutex
+	hot   map[hotKey]*hotSeries
 
 	fetches         *prometheus.CounterVec
 	fetchDuration   *prometheus.HistogramVec
@@ -93,13 +99,33 @@ func FetchOutcomeLabel(class string) string {
 	return class
 }
 
+type hotKey struct{ version, outcome string }
+
+type hotSeries struct {
+	fetches  prometheus.Counter
+	duration prometheus.Observer
+}
+
 // Fetch records one fetch.
 func (m *Metrics) Fetch(version, outcome string, seconds float64) {
 	if m == nil {
 		return
 	}
-	m.fetches.WithLabelValues(version, outcome).Inc()
-	m.fetchDuration.WithLabelValues(version).Observe(seconds)
+	k := hotKey{version, outcome}
+	m.hotMu.RLock()
+	hs := m.hot[k]
+	m.hotMu.RUnlock()
+	if hs == nil {
+		hs = &hotSeries{fetches: m.fetches.WithLabelValues(version, outcome), duration: m.fetchDuration.WithLabelValues(version)}
+		m.hotMu.Lock()
+		if m.hot == nil {
+			m.hot = map[hotKey]*hotSeries{}
+		}
+		m.hot[k] = hs
+		m.hotMu.Unlock()
+	}
+	hs.fetches.Inc()
+	hs.duration.Observe(seconds)
 }
 
 // Payload records a received complete payload.

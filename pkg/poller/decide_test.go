@@ -12,7 +12,7 @@ func st(lcut int64) writer.Stored {
 	if lcut == 0 {
 		return writer.Stored{}
 	}
-	return writer.Stored{Lcut: lcut, Size: 100}
+	return writer.Stored{Lcut: lcut}
 }
 
 func TestSinceTime(t *testing.T) {
@@ -32,7 +32,6 @@ func TestSinceTime(t *testing.T) {
 		{"one target evicted", 1000, 1000, []writer.Stored{st(1000), st(0)}, 0},
 		{"failover to a stale replica", 1000, 1000, []writer.Stored{st(900), st(1000)}, 0},
 		{"unreadable target", 1000, 1000, []writer.Stored{st(1000), bad}, 0},
-		{"hash with lcut but no payload", 1000, 1000, []writer.Stored{{Lcut: 1000}}, 0},
 	}
 	for _, c := range cases {
 		if got := sinceTime(c.cursor, c.confirmed, c.stored); got != c.want {
@@ -109,5 +108,44 @@ func TestBackoffGrowsAndIsCapped(t *testing.T) {
 	}
 	if last < MaxBackoff/2 {
 		t.Fatalf("backoff after 30 failures is %v, want near %v", last, MaxBackoff)
+	}
+}
+
+func TestSchedule(t *testing.T) {
+	var s schedule
+	jobs := make([]*job, 200)
+	for i := range jobs {
+		jobs[i] = &job{}
+		s.push(int64((i*7919)%200), jobs[i])
+	}
+	if at, _ := s.first(); at != 0 {
+		t.Fatalf("first = %d", at)
+	}
+	var got []int64
+	for {
+		j, ok := s.popDue(149)
+		if !ok {
+			break
+		}
+		for i := range jobs {
+			if jobs[i] == j {
+				got = append(got, int64((i*7919)%200))
+			}
+		}
+	}
+	if len(got) != 150 || len(s) != 50 {
+		t.Fatalf("popped %d, %d left; want 150 and 50", len(got), len(s))
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] < got[i-1] {
+			t.Fatalf("out of order: %v", got)
+		}
+	}
+	if at, _ := s.first(); at != 150 {
+		t.Fatalf("next = %d, want 150", at)
+	}
+	s.allDue(3)
+	if j, ok := s.popDue(3); !ok || j == nil {
+		t.Fatal("allDue did not make jobs due")
 	}
 }

@@ -7,7 +7,6 @@
 package poller
 
 import (
-	"container/heap"
 	"context"
 	"math/rand/v2"
 	"sync"
@@ -101,7 +100,6 @@ type job struct {
 	backoff *backoff.ExponentialBackOff // nil while healthy
 
 	next         int64     // when to poll, on the Poller's clock
-	index        int       // in the heap; -1 when not in it
 	removed      bool      // its key left the configuration; set and read by the loop
 	spread       bool      // its first success placed it at a random point of the interval
 	failingSince time.Time // start of the current run of failures; zero when healthy
@@ -163,7 +161,7 @@ func New(opt Options, f Fetcher, s Store, log zerolog.Logger, m *metrics.Metrics
 }
 
 func (p *Poller) newJob(k keys.SDKKey, v keys.Version) *job {
-	j := &job{key: k, name: k.Redacted(), version: v, targets: p.opt.Layout.Targets(k, v), index: -1}
+	j := &job{key: k, name: k.Redacted(), version: v, targets: p.opt.Layout.Targets(k, v)}
 	j.st = Status{Key: j.name, Version: v}
 	return j
 }
@@ -197,7 +195,7 @@ func (p *Poller) Statuses() []Status {
 // cancelled, writes complete) for at most ShutdownGrace.
 func (p *Poller) Run(ctx context.Context) error {
 	var (
-		h        jobHeap
+		h        schedule
 		done     = make(chan *job, 64)
 		stopped  = make(chan struct{})
 		inflight int
@@ -216,16 +214,15 @@ func (p *Poller) Run(ctx context.Context) error {
 	now := p.clock()
 	p.mu.Lock()
 	for _, j := range p.jobs {
-		j.next = now
-		heap.Push(&h, j)
+		h.push(now, j)
 	}
 	p.mu.Unlock()
 	for {
 		p.heartbeat.Store(time.Now().UnixNano())
 		// Wake at least every second so the heartbeat shows the loop alive.
 		wait := time.Second
-		if len(h) > 0 {
-			wait = min(wait, time.Duration(h[0].next-p.clock()))
+		if at, ok := h.first(); ok {
+			wait = min(wait, time.Duration(at-p.clock()))
 		}
 		timer.Reset(max(wait, 0))
 		select {
@@ -234,7 +231,7 @@ func (p *Poller) Run(ctx context.Context) error {
 		case j := <-done:
 			inflight--
 			if !j.removed {
-				heap.Push(&h, j)
+				h.push(j.next, j)
 			}
 			continue
 		case <-p.keysChanged:
@@ -243,18 +240,20 @@ func (p *Poller) Run(ctx context.Context) error {
 		case <-p.kick:
 			// Everything waiting is due now (e.g. this replica just became
 			// leader and should not wait out a follower's interval).
-			now := p.clock()
-			for _, j := range h {
-				j.next = now
-			}
-			heap.Init(&h)
+			h.allDue(p.clock())
 			continue
 		case <-timer.C:
 		}
 		horizon := p.clock() + int64(p.opt.BatchWindow)
 		var batch []*job
-		for len(h) > 0 && h[0].next <= horizon {
-			batch = append(batch, heap.Pop(&h).(*job))
+		for {
+			j, ok := h.popDue(horizon)
+			if !ok {
+				break
+			}
+			if !j.removed { // removed keys leave the schedule when their turn comes
+				batch = append(batch, j)
+			}
 		}
 		if len(batch) > 0 {
 			inflight += len(batch)
@@ -322,7 +321,7 @@ func (p *Poller) SetKeys(ks []keys.SDKKey) {
 }
 
 // applyKeys runs on the loop: it adds and removes jobs to match pendingKeys.
-func (p *Poller) applyKeys(ctx context.Context, h *jobHeap) {
+func (p *Poller) applyKeys(ctx context.Context, h *schedule) {
 	p.mu.Lock()
 	want := map[string]keys.SDKKey{}
 	for _, k := range p.pendingKeys {
@@ -354,14 +353,10 @@ func (p *Poller) applyKeys(ctx context.Context, h *jobHeap) {
 
 	now := p.clock()
 	for _, j := range added {
-		j.next = now
-		heap.Push(h, j)
+		h.push(now, j)
 	}
 	for _, j := range removed {
 		j.removed = true
-		if j.index >= 0 {
-			heap.Remove(h, j.index)
-		}
 		p.metrics.ForgetKey(j.name, string(j.version))
 	}
 	p.metrics.SetKeys(nKeys)
@@ -491,25 +486,70 @@ func (p *Poller) reschedule(j *job, k kind, retryAfter time.Duration) {
 	p.mu.Unlock()
 }
 
-// jobHeap orders jobs by next poll time.
-type jobHeap []*job
+// schedule is a min-heap of jobs by the time of their next poll. The times
+// live in the heap's own array, so keeping order never touches the jobs
+// themselves: with tens of thousands of jobs, chasing those pointers on every
+// comparison cost more than the comparisons.
+type schedule []entry
 
-func (h jobHeap) Len() int           { return len(h) }
-func (h jobHeap) Less(i, k int) bool { return h[i].next < h[k].next }
-func (h jobHeap) Swap(i, k int) {
-	h[i], h[k] = h[k], h[i]
-	h[i].index, h[k].index = i, k
+type entry struct {
+	at int64 // on the Poller's clock
+	j  *job
 }
-func (h *jobHeap) Push(x any) {
-	j := x.(*job)
-	j.index = len(*h)
-	*h = append(*h, j)
+
+func (s *schedule) push(at int64, j *job) {
+	*s = append(*s, entry{at, j})
+	h := *s
+	for i := len(h) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if h[parent].at <= h[i].at {
+			break
+		}
+		h[parent], h[i] = h[i], h[parent]
+		i = parent
+	}
 }
-func (h *jobHeap) Pop() any {
-	old := *h
-	j := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	j.index = -1
-	return j
+
+// first is the earliest time in the schedule.
+func (s schedule) first() (int64, bool) {
+	if len(s) == 0 {
+		return 0, false
+	}
+	return s[0].at, true
+}
+
+// popDue removes and returns the earliest job if it is due by limit.
+func (s *schedule) popDue(limit int64) (*job, bool) {
+	h := *s
+	if len(h) == 0 || h[0].at > limit {
+		return nil, false
+	}
+	j := h[0].j
+	last := len(h) - 1
+	h[0] = h[last]
+	h[last] = entry{}
+	h = h[:last]
+	for i := 0; ; {
+		small, l, r := i, 2*i+1, 2*i+2
+		if l < len(h) && h[l].at < h[small].at {
+			small = l
+		}
+		if r < len(h) && h[r].at < h[small].at {
+			small = r
+		}
+		if small == i {
+			break
+		}
+		h[i], h[small] = h[small], h[i]
+		i = small
+	}
+	*s = h
+	return j, true
+}
+
+// allDue makes every job due at now (equal times keep the heap order).
+func (s schedule) allDue(now int64) {
+	for i := range s {
+		s[i].at = now
+	}
 }

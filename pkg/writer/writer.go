@@ -140,20 +140,24 @@ func DecodeNodeRedis(v []byte) ([]byte, error) {
 type Stored struct {
 	// Lcut is the stored lcut, 0 when the target or its payload is missing.
 	Lcut int64
-	// Size is the length of the stored value in bytes (encoded, for
-	// node-redis), 0 when missing.
-	Size int64
 	// Err is set when this target could not be read (for example a key of
 	// another type); the other targets of the batch are still valid.
 	Err error
 }
 
 // Present reports whether a payload is stored.
-func (s Stored) Present() bool { return s.Err == nil && s.Size > 0 && s.Lcut > 0 }
+func (s Stored) Present() bool { return s.Err == nil && s.Lcut > 0 }
 
-// Inspect reads the lcut and value size of every target in one round trip
-// (one per node on a cluster). It never reads payloads. The error is set only
-// when Redis could not be asked at all.
+// Inspect reads the lcut of every target in one round trip (one per node on a
+// cluster). It never reads payloads. The error is set only when Redis could
+// not be asked at all.
+//
+// One command per target: a forward-proxy or node-redis payload and its lcut
+// live in one HASH and are written together by one script, so the lcut stands
+// for both (a HASH whose payload field was deleted by hand is not noticed
+// here; populator check reports it). A string payload and its lcut are two
+// keys that eviction could separate, so that format also asks for the
+// payload's length.
 func (w *Writer) Inspect(ctx context.Context, targets []keys.Target) ([]Stored, error) {
 	out := make([]Stored, len(targets))
 	if len(targets) == 0 {
@@ -166,13 +170,11 @@ func (w *Writer) Inspect(ctx context.Context, targets []keys.Target) ([]Stored, 
 			switch t.Format {
 			case keys.NodeRedis:
 				lcuts[i] = p.HGet(ctx, t.Key, t.LcutRef)
-				sizes[i] = p.HStrLen(ctx, t.Key, t.Field)
 			case keys.String:
 				lcuts[i] = p.Get(ctx, t.LcutRef)
 				sizes[i] = p.StrLen(ctx, t.Key)
 			default:
 				lcuts[i] = p.HGet(ctx, t.Key, "lcut")
-				sizes[i] = p.HStrLen(ctx, t.Key, "config")
 			}
 		}
 		return nil
@@ -182,24 +184,24 @@ func (w *Writer) Inspect(ctx context.Context, targets []keys.Target) ([]Stored, 
 	}
 	for i := range targets {
 		s := &out[i]
-		size, err := sizes[i].Result()
-		if err != nil {
-			s.Err = err
-			continue
+		if sizes[i] != nil {
+			size, err := sizes[i].Result()
+			if err != nil {
+				s.Err = err
+				continue
+			}
+			if size == 0 {
+				continue
+			}
 		}
 		text, err := lcuts[i].Result()
 		switch {
 		case errors.Is(err, redis.Nil):
-			continue
 		case err != nil:
 			s.Err = err
-			continue
+		default:
+			s.Lcut, _ = strconv.ParseInt(text, 10, 64)
 		}
-		if size == 0 {
-			continue
-		}
-		s.Size = size
-		s.Lcut, _ = strconv.ParseInt(text, 10, 64)
 	}
 	return out, nil
 }
