@@ -33,7 +33,7 @@ type Env struct {
 	SDKKeysFile          string `envconfig:"STATSIG_SERVER_SDK_KEYS_FILE" desc:"file with one key per line (# comments); merged with STATSIG_SERVER_SDK_KEYS"`
 	APIURL               string `envconfig:"STATSIG_API_URL" default:"https://api.statsigcdn.com" desc:"CDN base URL"`
 	DCSVersions          string `envconfig:"STATSIG_DCS_VERSIONS" default:"v1,v2" desc:"payload formats to fetch: v1 (legacy SDKs), v2 (server-core SDKs)"`
-	PollInterval         string `envconfig:"POLL_INTERVAL" default:"10s" desc:"how often each key is polled (at most this long between polls, up to 10% less at random)"`
+	PollInterval         string `envconfig:"POLL_INTERVAL" default:"10s" desc:"how often each key is polled (±2% at random)"`
 	PollConcurrency      string `envconfig:"POLL_CONCURRENCY" default:"64" desc:"max CDN requests in flight"`
 	FetchTimeout         string `envconfig:"FETCH_TIMEOUT" default:"30s" desc:"timeout of one whole CDN request"`
 	MaxPayloadBytes      string `envconfig:"MAX_PAYLOAD_BYTES" default:"268435456" desc:"larger payloads are rejected, not written"`

@@ -85,15 +85,20 @@ type delayInput struct {
 	u float64
 }
 
+// Jitter is how far, at most, a poll strays from its interval, as a
+// fraction of it.
+const Jitter = 0.02
+
 // nextDelay is the time until a job's next poll.
 //
-// A healthy key is polled again within one interval: up to 10% sooner, at
-// random, so that keys drift apart and never poll in lockstep, but never
-// later, so that a change reaches Redis within one interval (plus the fetch)
-// of happening.
+// A healthy key is polled again after one interval ±2%, at random: enough to
+// keep keys from drifting into lockstep (the first poll after start-up
+// already spreads them over the interval), little enough that a change
+// reaches Redis within 1.02 intervals of happening, and on average exactly
+// one poll per interval.
 func nextDelay(in delayInput) time.Duration {
 	jittered := func(d time.Duration) time.Duration {
-		return time.Duration(float64(d) * (1 - 0.1*in.u))
+		return time.Duration(float64(d) * (1 + Jitter*(2*in.u-1)))
 	}
 	patient := in.failingFor < Patience
 	switch in.kind {

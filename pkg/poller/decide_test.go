@@ -58,25 +58,25 @@ func TestNextDelay(t *testing.T) {
 		in   delayInput
 		want time.Duration
 	}{
-		{"success, no jitter", delayInput{kind: kindSuccess, u: 0}, 10 * time.Second},
-		{"success, middle", delayInput{kind: kindSuccess, u: 0.5}, 9500 * time.Millisecond},
-		{"success, most jitter: 10% early, never late", delayInput{kind: kindSuccess, u: 0.999999}, 9 * time.Second},
+		{"success, earliest", delayInput{kind: kindSuccess, u: 0}, 9800 * time.Millisecond},
+		{"success, middle: exactly the interval", delayInput{kind: kindSuccess, u: 0.5}, 10 * time.Second},
+		{"success, latest: 2% late at most", delayInput{kind: kindSuccess, u: 0.999999}, 10200 * time.Millisecond},
 		{"first success spreads over the interval (low)", delayInput{kind: kindSuccess, first: true, u: 0}, time.Second},
 		{"first success spreads over the interval (high)", delayInput{kind: kindSuccess, first: true, u: 0.999999}, 10 * time.Second},
-		{"follower keeps the cadence", delayInput{kind: kindFollower, u: 0}, 10 * time.Second},
-		{"not polled keeps the cadence", delayInput{kind: kindNotPolled, u: 0.5}, 9500 * time.Millisecond},
+		{"follower keeps the cadence", delayInput{kind: kindFollower, u: 0.5}, 10 * time.Second},
+		{"not polled keeps the cadence", delayInput{kind: kindNotPolled, u: 0.5}, 10 * time.Second},
 		{"retry follows backoff", delayInput{kind: kindRetry, backoff: 2 * time.Second}, 2 * time.Second},
-		{"young failure: retry within the interval", delayInput{kind: kindRetry, backoff: time.Minute, failingFor: time.Minute}, 10 * time.Second},
+		{"young failure: retry within the interval", delayInput{kind: kindRetry, backoff: time.Minute, failingFor: time.Minute, u: 0.5}, 10 * time.Second},
 		{"old failure: backoff beyond the interval", delayInput{kind: kindRetry, backoff: time.Minute, failingFor: long}, time.Minute},
 		{"retry honours Retry-After", delayInput{kind: kindRetry, backoff: 2 * time.Second, retryAfter: 30 * time.Second}, 30 * time.Second},
 		{"redis retry is short", delayInput{kind: kindRedisRetry, backoff: time.Second}, time.Second},
-		{"redis retry never exceeds the interval", delayInput{kind: kindRedisRetry, backoff: 3 * time.Minute, failingFor: long}, 10 * time.Second},
-		{"429 waits about a whole interval", delayInput{kind: kindRateLimited, backoff: time.Second}, 10 * time.Second},
+		{"redis retry never exceeds the interval", delayInput{kind: kindRedisRetry, backoff: 3 * time.Minute, failingFor: long, u: 0.5}, 10 * time.Second},
+		{"429 waits about a whole interval", delayInput{kind: kindRateLimited, backoff: time.Second, u: 0.5}, 10 * time.Second},
 		{"429 honours Retry-After", delayInput{kind: kindRateLimited, backoff: time.Second, retryAfter: 2 * time.Minute}, 2 * time.Minute},
 		{"persistent 429 backs off 4x further than errors", delayInput{kind: kindRateLimited, backoff: 30 * time.Second, failingFor: long}, 2 * time.Minute},
 		{"429 is capped", delayInput{kind: kindRateLimited, backoff: 3 * time.Minute, retryAfter: time.Hour, failingFor: long}, MaxRateLimitDelay},
-		{"unauthorized rechecks every 5 minutes", delayInput{kind: kindUnauthorized}, 5 * time.Minute},
-		{"unauthorized never sooner than the interval", delayInput{kind: kindUnauthorized, interval: time.Hour}, time.Hour},
+		{"unauthorized rechecks every 5 minutes", delayInput{kind: kindUnauthorized, u: 0.5}, 5 * time.Minute},
+		{"unauthorized never sooner than the interval", delayInput{kind: kindUnauthorized, interval: time.Hour, u: 0.5}, time.Hour},
 	}
 	for _, c := range cases {
 		in := c.in

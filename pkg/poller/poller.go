@@ -60,7 +60,7 @@ type Options struct {
 	UnauthorizedRecheck time.Duration
 	DeleteRemovedKeys   bool
 	// BatchWindow groups polls due within this window into one wake-up and one
-	// Redis round trip; default min(Interval/100, 20ms).
+	// Redis round trip; default min(Interval/100, 100ms).
 	BatchWindow time.Duration
 	// RedisTimeout bounds each Redis operation; default 5s.
 	RedisTimeout time.Duration
@@ -133,7 +133,10 @@ type Status struct {
 // New returns a Poller for opt.Keys × opt.Versions.
 func New(opt Options, f Fetcher, s Store, log zerolog.Logger, m *metrics.Metrics) *Poller {
 	if opt.BatchWindow <= 0 {
-		opt.BatchWindow = min(opt.Interval/100, 20*time.Millisecond)
+		// Up to 1% of the interval (100 ms at 10 s) early: within the poll
+		// jitter, and few enough wake-ups and Redis round trips that a
+		// batch carries many polls even at a thousand keys.
+		opt.BatchWindow = min(opt.Interval/100, 100*time.Millisecond)
 	}
 	if opt.RedisTimeout <= 0 {
 		opt.RedisTimeout = 5 * time.Second
