@@ -170,8 +170,9 @@ func TestSoak(t *testing.T) {
 	sample := func() {
 		mu.Lock()
 		defer mu.Unlock()
-		maxRSS = max(maxRSS, e2e.Metric(addr, "process_resident_memory_bytes"))
-		maxGor = max(maxGor, e2e.Metric(addr, "go_goroutines"))
+		m := e2e.Metrics(addr)
+		maxRSS = max(maxRSS, m["process_resident_memory_bytes"])
+		maxGor = max(maxGor, m["go_goroutines"])
 	}
 	for end := time.Now().Add(*soak); time.Now().Before(end); time.Sleep(time.Second) {
 		for i := 0; i < 10; i++ { // 10 changes a second: 1 % of keys per 10 s interval
@@ -184,12 +185,13 @@ func TestSoak(t *testing.T) {
 	samples, regressions := w.finish()
 	cpu := cpuSeconds(p.Cmd.Process.Pid) - startCPU
 	elapsed := time.Since(startTime)
-	fetches := e2e.Metric(addr, `statsig_populator_fetches_total{outcome="no_update",version="v1"}`) +
-		e2e.Metric(addr, `statsig_populator_fetches_total{outcome="updated",version="v1"}`) +
-		e2e.Metric(addr, `statsig_populator_fetches_total{outcome="no_update",version="v2"}`) +
-		e2e.Metric(addr, `statsig_populator_fetches_total{outcome="updated",version="v2"}`)
-	writes := e2e.Metric(addr, `statsig_populator_writes_total{outcome="written",version="v1"}`) +
-		e2e.Metric(addr, `statsig_populator_writes_total{outcome="written",version="v2"}`)
+	m := e2e.Metrics(addr)
+	fetches := m[`statsig_populator_fetches_total{outcome="no_update",version="v1"}`] +
+		m[`statsig_populator_fetches_total{outcome="updated",version="v1"}`] +
+		m[`statsig_populator_fetches_total{outcome="no_update",version="v2"}`] +
+		m[`statsig_populator_fetches_total{outcome="updated",version="v2"}`]
+	writes := m[`statsig_populator_writes_total{outcome="written",version="v1"}`] +
+		m[`statsig_populator_writes_total{outcome="written",version="v2"}`]
 	p.Stop(t)
 	build := "race-enabled build"
 	if os.Getenv("E2E_NORACE") == "1" {

@@ -80,8 +80,9 @@ func TestAdminPort(t *testing.T) {
 		}
 	}
 
-	_, metrics := adminGet(addr, "/metrics")
-	for _, want := range []string{
+	// Ready means every key was written once; a no_update fetch needs one
+	// more poll, so give the metrics a few intervals.
+	wantMetrics := []string{
 		`statsig_populator_fetches_total{outcome="updated",version="v1"}`,
 		`statsig_populator_fetches_total{outcome="no_update",version="v2"}`,
 		`statsig_populator_writes_total{outcome="written",version="v1"}`,
@@ -89,7 +90,13 @@ func TestAdminPort(t *testing.T) {
 		"statsig_populator_propagation_delay_seconds_bucket", "statsig_populator_oldest_lcut_age_seconds",
 		"statsig_populator_leader 1", "statsig_populator_keys_configured 2",
 		`statsig_populator_key_lcut_seconds{key="` + keyA.Redacted() + `",version="v1"}`,
-	} {
+	}
+	var metrics string
+	waitFor(t, "metrics of a second poll", 5*time.Second, func() bool {
+		_, metrics = adminGet(addr, "/metrics")
+		return strings.Contains(metrics, `statsig_populator_fetches_total{outcome="no_update",version="v2"}`)
+	})
+	for _, want := range wantMetrics {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

@@ -227,19 +227,23 @@ func AdminGet(addr, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// Metric reads one sample of a Prometheus metric from the admin port (the
-// first line starting with name, labels included), or -1.
-func Metric(addr, name string) float64 {
+// Metrics scrapes the admin port once and returns every sample by its series
+// name, labels included as exposed (`name{label="v"}`). One scrape per
+// sample keeps the test's own load on the worker small.
+func Metrics(addr string) map[string]float64 {
 	_, body := AdminGet(addr, "/metrics")
+	m := make(map[string]float64)
 	for _, line := range strings.Split(body, "\n") {
-		if rest, ok := strings.CutPrefix(line, name+" "); ok {
-			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-			if err == nil {
-				return v
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		if i := strings.LastIndexByte(line, ' '); i > 0 {
+			if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+				m[line[:i]] = v
 			}
 		}
 	}
-	return -1
+	return m
 }
 
 // FreeAddr is 127.0.0.1 and a free port.
