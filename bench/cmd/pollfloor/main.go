@@ -70,9 +70,9 @@ func main() {
 
 	// Job i is due at start + i·interval/len(jobs) + r·interval in round r. The
 	// loop sleeps until the next job is due and then starts every job due
-	// within the batch window (the worker's: min(interval/100, 20ms)).
+	// within the batch window (the worker's: min(interval/100, 100ms)).
 	start := time.Now()
-	window := min(*interval/100, 20*time.Millisecond)
+	window := min(*interval/100, 100*time.Millisecond) // the worker's batch window
 	due := func(n int) time.Time {
 		round, i := n/len(jobs), n%len(jobs)
 		return start.Add(time.Duration(round)*(*interval) + time.Duration(int64(*interval)*int64(i)/int64(len(jobs))))
