@@ -49,7 +49,7 @@ func (p *Poller) poll(ctx context.Context, j *job, stored []writer.Stored, inspe
 		return
 	}
 	p.mu.Lock()
-	cursor, confirmed := j.st.Cursor, j.st.Lcut
+	cursor, confirmed := j.st.cursor, j.st.lcut
 	p.mu.Unlock()
 	since := sinceTime(cursor, confirmed, stored)
 
@@ -158,7 +158,7 @@ func (p *Poller) apply(ctx context.Context, j *job, res fetcher.Result, stored [
 		}
 	}
 	p.mu.Lock()
-	first := !j.st.Confirmed
+	first := !j.st.confirmed
 	p.mu.Unlock()
 	if len(errs) == 0 && (written > 0 || first) {
 		// At start-up and with every write, as the layout requires; not on
@@ -197,7 +197,7 @@ func (p *Poller) apply(ctx context.Context, j *job, res fetcher.Result, stored [
 // to clear a TTL an earlier configuration may have left.
 func (p *Poller) touch(ctx context.Context, j *job, targets []keys.Target) error {
 	p.mu.Lock()
-	first := !j.st.Confirmed
+	first := !j.st.confirmed
 	p.mu.Unlock()
 	if p.store.TTL() == 0 && !first {
 		return nil
@@ -239,44 +239,44 @@ func (p *Poller) deleteEntries(ctx context.Context, j *job, why string) error {
 // finish records a poll's outcome in the job's status, logs transitions and
 // schedules the next poll.
 func (p *Poller) finish(j *job, o outcome) {
-	now := time.Now()
+	now := time.Now().UnixNano()
 	p.mu.Lock()
 	st := &j.st
-	prevFailures, prevOutcome := st.ConsecutiveFailures, st.LastOutcome
+	prevFailures, prevOutcome := int(st.failures), st.lastOutcome
 	if o.kind != kindNotPolled {
-		st.LastOutcome = o.label
-		st.LastPoll = now
+		st.lastOutcome = o.label
+		st.lastPoll = now
 	}
 	if o.kind == kindFollower && prevOutcome != "" && !strings.HasPrefix(prevOutcome, "follower") {
-		st.ConsecutiveFailures, st.LastError = 0, ""
+		st.failures, st.lastError = 0, ""
 	}
 	switch o.kind {
 	case kindSuccess:
-		st.LastSuccess = now
-		st.LastError = ""
-		st.ConsecutiveFailures = 0
-		st.Current, st.Confirmed, st.Unauthorized = true, true, false
-		st.Lcut = o.lcut
+		st.lastSuccess = now
+		st.lastError = ""
+		st.failures = 0
+		st.current, st.confirmed, st.unauthorized = true, true, false
+		st.lcut = o.lcut
 		if o.cursor > 0 {
-			st.Cursor = o.cursor
+			st.cursor = o.cursor
 		}
 	case kindFollower:
-		st.Current = o.label == "follower"
-		st.Confirmed = st.Confirmed || st.Current
-		st.Lcut = o.lcut
+		st.current = o.label == "follower"
+		st.confirmed = st.confirmed || st.current
+		st.lcut = o.lcut
 	case kindNotPolled:
 	default:
-		st.ConsecutiveFailures++
-		st.Current = false
-		st.Unauthorized = o.kind == kindUnauthorized
+		st.failures++
+		st.current = false
+		st.unauthorized = o.kind == kindUnauthorized
 		if o.err != nil {
-			st.LastError = o.err.Error()
+			st.lastError = o.err.Error()
 		}
 		if o.reset {
-			st.Cursor, st.Lcut = 0, 0
+			st.cursor, st.lcut = 0, 0
 		}
 	}
-	failures, lcut := st.ConsecutiveFailures, st.Lcut
+	failures, lcut := int(st.failures), st.lcut
 	p.mu.Unlock()
 
 	if o.kind == kindSuccess {

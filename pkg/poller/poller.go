@@ -91,7 +91,10 @@ type Poller struct {
 
 // job is one (SDK key, version) and its state. The schedule fields belong to
 // the loop; the rest is written by the one goroutine polling the job, under
-// Poller.mu so that Statuses can read it.
+// Poller.mu so that Statuses can read it. A worker holds tens of thousands of
+// jobs for its whole life, so the job is kept small (192 bytes): times are
+// unix nanoseconds, and Status, with its time.Time values and copies of the
+// key name and version, is built only when asked for.
 type job struct {
 	key     keys.SDKKey
 	name    string // the key's redacted form, computed once
@@ -99,12 +102,43 @@ type job struct {
 	targets []keys.Target
 	backoff *backoff.ExponentialBackOff // nil while healthy
 
-	next         int64     // when to poll, on the Poller's clock
-	removed      bool      // its key left the configuration; set and read by the loop
-	spread       bool      // its first success placed it at a random point of the interval
-	failingSince time.Time // start of the current run of failures; zero when healthy
+	next         int64 // when to poll, on the Poller's clock
+	failingSince int64 // unix ns when the current run of failures began; 0 when healthy
+	removed      bool  // its key left the configuration; set and read by the loop
+	spread       bool  // its first success placed it at a random point of the interval
 
-	st Status
+	st state
+}
+
+// state is a job's Status in compact form; see Status for the meaning of
+// each field. Times are unix nanoseconds, 0 for never.
+type state struct {
+	lcut, cursor                    int64
+	lastPoll, lastSuccess, nextPoll int64
+	lastOutcome, lastError          string
+	failures                        int32
+	current, confirmed              bool
+	unauthorized                    bool
+}
+
+// status expands the job's state; the caller holds Poller.mu.
+func (j *job) status() Status {
+	return Status{
+		Key: j.name, Version: j.version,
+		Lcut: j.st.lcut, Cursor: j.st.cursor,
+		LastOutcome: j.st.lastOutcome, LastError: j.st.lastError,
+		LastPoll: unixTime(j.st.lastPoll), LastSuccess: unixTime(j.st.lastSuccess), NextPoll: unixTime(j.st.nextPoll),
+		ConsecutiveFailures: int(j.st.failures),
+		Current:             j.st.current, Confirmed: j.st.confirmed, Unauthorized: j.st.unauthorized,
+	}
+}
+
+// unixTime is ns as a time, or the zero time for 0 (never).
+func unixTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 // Status is what the worker knows about one key and version.
@@ -164,9 +198,7 @@ func New(opt Options, f Fetcher, s Store, log zerolog.Logger, m *metrics.Metrics
 }
 
 func (p *Poller) newJob(k keys.SDKKey, v keys.Version) *job {
-	j := &job{key: k, name: k.Redacted(), version: v, targets: p.opt.Layout.Targets(k, v)}
-	j.st = Status{Key: j.name, Version: v}
-	return j
+	return &job{key: k, name: k.Redacted(), version: v, targets: p.opt.Layout.Targets(k, v)}
 }
 
 // newBackoff is a failing job's retry schedule: 1 s doubling to MaxBackoff,
@@ -189,7 +221,7 @@ func (p *Poller) Statuses() []Status {
 	defer p.mu.Unlock()
 	out := make([]Status, len(p.jobs))
 	for i, j := range p.jobs {
-		out[i] = j.st
+		out[i] = j.status()
 	}
 	return out
 }
@@ -469,13 +501,13 @@ func (p *Poller) reschedule(j *job, k kind, retryAfter time.Duration) {
 			j.backoff = p.newBackoff()
 		}
 		b = j.backoff.NextBackOff()
-		if j.failingSince.IsZero() {
-			j.failingSince = now
+		if j.failingSince == 0 {
+			j.failingSince = now.UnixNano()
 		}
-		failingFor = now.Sub(j.failingSince)
+		failingFor = time.Duration(now.UnixNano() - j.failingSince)
 	case kindSuccess, kindFollower:
 		j.backoff = nil
-		j.failingSince = time.Time{}
+		j.failingSince = 0
 	}
 	first := (k == kindSuccess || k == kindFollower) && !j.spread
 	if first {
@@ -485,7 +517,7 @@ func (p *Poller) reschedule(j *job, k kind, retryAfter time.Duration) {
 		retryAfter: retryAfter, failingFor: failingFor, first: first, u: rand.Float64()})
 	j.next = p.clock() + int64(delay)
 	p.mu.Lock()
-	j.st.NextPoll = now.Add(delay)
+	j.st.nextPoll = now.Add(delay).UnixNano()
 	p.mu.Unlock()
 }
 
