@@ -8,7 +8,6 @@ RUN go mod download
 COPY Makefile ./
 COPY cmd ./cmd
 COPY pkg ./pkg
-COPY internal ./internal
 ARG VERSION=dev
 # The same target CI builds: a static, trimmed, version-stamped binary.
 RUN make build VERSION=${VERSION}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command. On a fresh Debian machine it first installs what the tests
-# need (redis-server; Node.js and npm for the real-SDK suite), then runs:
+# need (redis-server; Node.js and npm for the real-SDK suite; make), then runs:
 #   1. go vet and go test -race for the worker (tests start their own
 #      redis-server processes on free ports and never touch port 6379);
 #   2. the real-SDK compatibility suite (compat/run.sh);
@@ -12,6 +12,7 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v make >/dev/null 2>&1 || missing+=(make) # the static build, as the image's build stage runs it
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
