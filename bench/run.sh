@@ -8,7 +8,8 @@
 #
 # Any other argument goes to the driver (bench/cmd/bench), e.g. --only worker,floor,
 # --worker-keys 100,1000,5000, --sdk-keys none, --interval 10s, --filler 16, --change-frac 0.02,
-# --intervals 3, --profile, --doc docs/performance.md, --report-only.
+# --intervals 3, --repeat 3 (each scale point 3 times, interleaved, medians reported), --profile,
+# --doc docs/performance.md, --report-only.
 # Results: bench/results/<mode>/{results.json,report.md,performance.png,profile-*.txt}, logs in
 # bench/results/<mode>/logs/. Everything runs on loopback; redis-server instances are started on
 # free ports (never 6379) and stopped at the end.

@@ -48,6 +48,10 @@ type config struct {
 	BigReps     int   `json:"big_reps"`
 	Profile     bool  `json:"profile"`
 	Concurrency int   `json:"concurrency"`
+	// Repeat runs every scale point (worker, floor, SDK, v1only) this many
+	// times, interleaved, and keeps the median: the per-key figures rest on
+	// differences of a few hundredths of a core that one host burst can undo.
+	Repeat int `json:"repeat,omitempty"`
 
 	out, doc, bin, nodeDir string
 }
@@ -82,6 +86,7 @@ func main() {
 	flag.Float64Var(&c.ChangeFrac, "change-frac", 0.02, "fraction of keys changed per interval in the change window")
 	flag.IntVar(&c.ChangeIntervals, "intervals", 0, "intervals in the change window (default quick 2, full 8)")
 	flag.BoolVar(&c.Profile, "profile", false, "perf and strace the worker and the floor at the largest key count (always on in full mode)")
+	flag.IntVar(&c.Repeat, "repeat", 1, "run each scale point this many times, interleaved, and report the median CPU and RSS")
 	flag.Parse()
 
 	switch c.Mode {
@@ -201,37 +206,47 @@ func main() {
 			}
 		}
 	})
-	for _, n := range counts {
-		if parts["worker"] && slices.Contains(c.WorkerKeys, n) {
-			r, prof := h.runScale(scaleSpec{kind: "worker", keys: n, filler: c.Filler, profile: c.Profile && n == maxWorker})
-			addRun(r)
-			if prof != nil {
-				res.Profile = mergeProfile(res.Profile, prof)
-			}
-			save()
-		}
-		if parts["floor"] && slices.Contains(c.FloorKeys, n) {
-			r, prof := h.runScale(scaleSpec{kind: "floor", keys: n, filler: c.Filler, profile: c.Profile && n == maxFloor})
-			addRun(r)
-			if prof != nil {
-				res.Profile = mergeProfile(res.Profile, prof)
-			}
-			save()
-		}
-		if parts["sdk"] && slices.Contains(c.SDKKeys, n) {
-			r, _ := h.runScale(scaleSpec{kind: "sdk", keys: n, filler: c.Filler})
-			addRun(r)
-			save()
-		}
-	}
-	for _, n := range c.V1OnlyKeys {
-		if !parts["v1only"] {
-			break
-		}
-		r, _ := h.runScale(scaleSpec{kind: "worker", keys: n, filler: c.Filler, label: "v1only",
-			env: []string{"STATSIG_DCS_VERSIONS=v1", "REDIS_KEY_SCHEMAS=hashed"}})
-		addRun(r)
+	// Each repetition runs every scale point once, so that a slow spell of
+	// the host lands on one repetition of each rather than on every
+	// repetition of one; profiles are taken in the first.
+	samples := map[string][]*RunResult{}
+	addSample := func(r *RunResult) {
+		samples[r.Name] = append(samples[r.Name], r)
+		addRun(medianRun(samples[r.Name]))
 		save()
+	}
+	for rep := range max(c.Repeat, 1) {
+		if c.Repeat > 1 {
+			logf("repetition %d of %d", rep+1, c.Repeat)
+		}
+		for _, n := range counts {
+			if parts["worker"] && slices.Contains(c.WorkerKeys, n) {
+				r, prof := h.runScale(scaleSpec{kind: "worker", keys: n, filler: c.Filler, profile: c.Profile && n == maxWorker && rep == 0})
+				if prof != nil {
+					res.Profile = mergeProfile(res.Profile, prof)
+				}
+				addSample(r)
+			}
+			if parts["floor"] && slices.Contains(c.FloorKeys, n) {
+				r, prof := h.runScale(scaleSpec{kind: "floor", keys: n, filler: c.Filler, profile: c.Profile && n == maxFloor && rep == 0})
+				if prof != nil {
+					res.Profile = mergeProfile(res.Profile, prof)
+				}
+				addSample(r)
+			}
+			if parts["sdk"] && slices.Contains(c.SDKKeys, n) {
+				r, _ := h.runScale(scaleSpec{kind: "sdk", keys: n, filler: c.Filler})
+				addSample(r)
+			}
+		}
+		for _, n := range c.V1OnlyKeys {
+			if !parts["v1only"] {
+				break
+			}
+			r, _ := h.runScale(scaleSpec{kind: "worker", keys: n, filler: c.Filler, label: "v1only",
+				env: []string{"STATSIG_DCS_VERSIONS=v1", "REDIS_KEY_SCHEMAS=hashed"}})
+			addSample(r)
+		}
 	}
 	if parts["large"] && c.LargeKeys > 0 {
 		r, _ := h.runScale(scaleSpec{kind: "worker", keys: c.LargeKeys, filler: c.LargeFiller, label: "large"})

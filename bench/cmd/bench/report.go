@@ -81,8 +81,12 @@ func mdMachine(res *Results) string {
 	row("Redis", strings.Fields(m["redis"] + " ")[0]+" "+field(m["redis"], 2))
 	row("curl", field(m["curl"], 1))
 	c := res.Config
-	row("settings", fmt.Sprintf("POLL_INTERVAL %s, POLL_CONCURRENCY %d, payload filler %d (≈%s per payload), %.0f%% of keys changed per interval in the change window; window = %d quiet + %d changing intervals after the first sync and one warm-up interval",
-		c.Interval, c.Concurrency, c.Filler, payloadSize(res), c.ChangeFrac*100, c.QuietIntervals, c.ChangeIntervals))
+	repeat := ""
+	if c.Repeat > 1 {
+		repeat = fmt.Sprintf("; every scale point run %d times, interleaved: CPU is the median repetition's, RSS mean the median of the repetitions' means", c.Repeat)
+	}
+	row("settings", fmt.Sprintf("POLL_INTERVAL %s, POLL_CONCURRENCY %d, payload filler %d (≈%s per payload), %.0f%% of keys changed per interval in the change window; window = %d quiet + %d changing intervals after the first sync and one warm-up interval%s",
+		c.Interval, c.Concurrency, c.Filler, payloadSize(res), c.ChangeFrac*100, c.QuietIntervals, c.ChangeIntervals, repeat))
 	return b.String()
 }
 
@@ -301,8 +305,16 @@ func mdRuns(res *Results) string {
 			metric = fmt.Sprintf("≤%s / ≤%s s", trimFloat(r.Prop.MetricP50), trimFloat(r.Prop.MetricP99))
 			allocs = fmt.Sprintf("%.0f (%.1f KB)", r.MallocsPerPoll, r.AllocBytesPoll/1000)
 		}
-		fmt.Fprintf(&b, "| %s | %d × %d | %s | %.4f | %.0f µs | %.1f / %.1f / %.1f MB | %.0f (%.0f) | %d / %d / %d ms | %.4f | %.4f | %s | %s | %s | %s | %.1f s |\n",
-			r.Name, r.Keys, r.Versions, payload, r.CPUCores, r.CPUPerPollUs, mb(rssOf(r)), mb(rssMaxOf(r)), mb(r.HWMKB), r.PollsPerSec, r.ExpectedPPS,
+		cpu := fmt.Sprintf("%.4f", r.CPUCores)
+		if len(r.Repeats) > 1 {
+			cpus := make([]string, len(r.Repeats))
+			for i, x := range r.Repeats {
+				cpus[i] = fmt.Sprintf("%.4f", x.CPUCores)
+			}
+			cpu += fmt.Sprintf(" (median of %s)", strings.Join(cpus, ", "))
+		}
+		fmt.Fprintf(&b, "| %s | %d × %d | %s | %s | %.0f µs | %.1f / %.1f / %.1f MB | %.0f (%.0f) | %d / %d / %d ms | %.4f | %.4f | %s | %s | %s | %s | %.1f s |\n",
+			r.Name, r.Keys, r.Versions, payload, cpu, r.CPUPerPollUs, mb(rssOf(r)), mb(rssMaxOf(r)), mb(r.HWMKB), r.PollsPerSec, r.ExpectedPPS,
 			r.Fake.SlipP50, r.Fake.SlipP99, r.Fake.SlipMax, r.FakeCores, r.RedisCores, prop, metric, quiet, allocs, r.SyncSeconds)
 	}
 	for _, r := range runs {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -104,6 +105,42 @@ type RunResult struct {
 	AllocBytesPoll float64  `json:"alloc_bytes_per_poll,omitempty"`
 	GCPerInterval  float64  `json:"gc_per_interval,omitempty"`
 	Errors         []string `json:"errors,omitempty"`
+	// Repeats holds every repetition's CPU and mean RSS when the point ran
+	// more than once (-repeat); the fields above are then the repetition
+	// with the median CPU, except RSSMeanKB, which is the median of the
+	// repetitions' means.
+	Repeats []RepeatSample `json:"repeats,omitempty"`
+}
+
+// RepeatSample is one repetition of a scale point.
+type RepeatSample struct {
+	CPUCores  float64 `json:"cpu_cores"`
+	RSSMeanKB int64   `json:"rss_mean_kb"`
+}
+
+// medianRun summarises the repetitions of one scale point: the repetition
+// with the median CPU (the lower one of an even count), carrying the median
+// of the mean RSS and every repetition's figures. Failed repetitions count
+// only when none succeeded.
+func medianRun(rs []*RunResult) *RunResult {
+	ok := slices.DeleteFunc(slices.Clone(rs), func(r *RunResult) bool { return len(r.Errors) > 0 })
+	if len(ok) == 0 {
+		return rs[len(rs)-1]
+	}
+	if len(ok) == 1 && len(rs) == 1 {
+		return ok[0]
+	}
+	byCPU := slices.SortedFunc(slices.Values(ok), func(a, b *RunResult) int { return cmp.Compare(a.CPUCores, b.CPUCores) })
+	m := *byCPU[(len(byCPU)-1)/2]
+	rss := make([]int64, len(ok))
+	m.Repeats = nil
+	for i, r := range ok {
+		rss[i] = r.RSSMeanKB
+		m.Repeats = append(m.Repeats, RepeatSample{CPUCores: r.CPUCores, RSSMeanKB: r.RSSMeanKB})
+	}
+	slices.Sort(rss)
+	m.RSSMeanKB = rss[(len(rss)-1)/2]
+	return &m
 }
 
 // ProfileResult holds the profiles of the worker (and strace of the floor).
