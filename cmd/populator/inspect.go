@@ -82,8 +82,8 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 			for _, t := range cfg.Layout.Targets(k, v) {
 				r := keyRow{SDKKey: name, Version: string(v), Format: string(t.Format), Schema: string(t.Schema),
 					Type: t.Type(), Key: hide(t.Key), Fields: hide(t.Fields()), ReadBy: t.ReadBy()}
-				if t.BRSibling() != "" {
-					r.Deletes = hide(t.BRSibling())
+				if sibling := t.BRSibling(); sibling != "" {
+					r.Deletes = hide(sibling)
 				}
 				rows = append(rows, r)
 			}
@@ -160,8 +160,8 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 				e, err := w.Read(rctx, t)
 				var sibling int64
-				if err == nil && t.BRSibling() != "" {
-					sibling, err = rdb.Exists(rctx, t.BRSibling()).Result()
+				if name := t.BRSibling(); err == nil && name != "" {
+					sibling, err = rdb.Exists(rctx, name).Result()
 				}
 				cancel()
 				if err != nil {

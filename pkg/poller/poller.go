@@ -103,7 +103,7 @@ type job struct {
 	backoff *backoff.ExponentialBackOff // nil while healthy
 
 	next         int64 // when to poll, on the Poller's clock
-	failingSince int64 // unix ns when the current run of failures began; 0 when healthy
+	failingSince int64 // when the current run of failures began, on the Poller's clock; 0 when healthy
 	removed      bool  // its key left the configuration; set and read by the loop
 	spread       bool  // its first success placed it at a random point of the interval
 
@@ -494,6 +494,7 @@ func (p *Poller) runBatch(ctx context.Context, batch []*job, tasks chan<- task, 
 // reschedule sets the job's next poll time from the outcome kind.
 func (p *Poller) reschedule(j *job, k kind, retryAfter time.Duration) {
 	now := time.Now()
+	clock := int64(now.Sub(p.epoch)) // p.clock() at now: one reading of the time for both
 	var b, failingFor time.Duration
 	switch k {
 	case kindRetry, kindRateLimited, kindRedisRetry:
@@ -502,9 +503,9 @@ func (p *Poller) reschedule(j *job, k kind, retryAfter time.Duration) {
 		}
 		b = j.backoff.NextBackOff()
 		if j.failingSince == 0 {
-			j.failingSince = now.UnixNano()
+			j.failingSince = max(clock, 1) // 0 means healthy
 		}
-		failingFor = time.Duration(now.UnixNano() - j.failingSince)
+		failingFor = time.Duration(clock - j.failingSince)
 	case kindSuccess, kindFollower:
 		j.backoff = nil
 		j.failingSince = 0
@@ -515,7 +516,7 @@ func (p *Poller) reschedule(j *job, k kind, retryAfter time.Duration) {
 	}
 	delay := nextDelay(delayInput{kind: k, interval: p.opt.Interval, recheck: p.opt.UnauthorizedRecheck, backoff: b,
 		retryAfter: retryAfter, failingFor: failingFor, first: first, u: rand.Float64()})
-	j.next = p.clock() + int64(delay)
+	j.next = clock + int64(delay)
 	p.mu.Lock()
 	j.st.nextPoll = now.Add(delay).UnixNano()
 	p.mu.Unlock()
@@ -524,7 +525,9 @@ func (p *Poller) reschedule(j *job, k kind, retryAfter time.Duration) {
 // schedule is a min-heap of jobs by the time of their next poll. The times
 // live in the heap's own array, so keeping order never touches the jobs
 // themselves: with tens of thousands of jobs, chasing those pointers on every
-// comparison cost more than the comparisons.
+// comparison cost more than the comparisons. It is not a container/heap
+// because that boxes every pushed entry in an interface: one allocation per
+// poll.
 type schedule []entry
 
 type entry struct {

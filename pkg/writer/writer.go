@@ -301,8 +301,8 @@ func (w *Writer) Touch(ctx context.Context, targets []keys.Target) error {
 func (w *Writer) DeleteSiblings(ctx context.Context, targets []keys.Target) error {
 	var names []string
 	for _, t := range targets {
-		if t.BRSibling() != "" {
-			names = append(names, t.BRSibling())
+		if sibling := t.BRSibling(); sibling != "" {
+			names = append(names, sibling)
 		}
 	}
 	return w.del(ctx, names, nil)
@@ -322,8 +322,8 @@ func (w *Writer) Delete(ctx context.Context, targets []keys.Target) error {
 		default:
 			names = append(names, t.Key)
 		}
-		if t.BRSibling() != "" {
-			names = append(names, t.BRSibling())
+		if sibling := t.BRSibling(); sibling != "" {
+			names = append(names, sibling)
 		}
 	}
 	return w.del(ctx, names, fields)
