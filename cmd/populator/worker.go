@@ -59,13 +59,7 @@ func setup(stderr io.Writer) (*worker, error) {
 		rdb:     rdb,
 		metrics: metrics.New(cfg.MetricsPerKey),
 		store:   writer.New(rdb, cfg.KeyTTL),
-		fetcher: fetcher.New(fetcher.Options{
-			BaseURL:         cfg.APIURL,
-			Timeout:         cfg.FetchTimeout,
-			MaxPayloadBytes: cfg.MaxPayloadBytes,
-			UserAgent:       "statsig-populator/" + buildVersion(),
-			Transport:       fetcher.NewTransport(cfg.PollConcurrency, cfg.CDNRootCAs),
-		}),
+		fetcher: fetcher.New(fetcher.OptionsFrom(cfg, "statsig-populator/"+buildVersion())),
 	}
 	log.Info().Str("version", buildVersion()).Int("sdk_keys", len(cfg.SDKKeys)).Strs("versions", strs(cfg.Versions)).
 		Strs("formats", strs(cfg.Layout.Formats)).Strs("schemas", strs(cfg.Layout.Schemas)).Str("redis", target).
@@ -75,17 +69,7 @@ func setup(stderr io.Writer) (*worker, error) {
 
 // poller builds the poller; gate is nil when every poll may write.
 func (w *worker) poller(gate poller.Gate) *poller.Poller {
-	return poller.New(poller.Options{
-		Keys:                 w.cfg.SDKKeys,
-		Versions:             w.cfg.Versions,
-		Layout:               w.cfg.Layout,
-		Interval:             w.cfg.PollInterval,
-		Concurrency:          w.cfg.PollConcurrency,
-		DeleteOnUnauthorized: w.cfg.DeleteOnUnauthorized,
-		UnauthorizedRecheck:  w.cfg.UnauthorizedRecheck,
-		DeleteRemovedKeys:    w.cfg.DeleteRemovedKeys,
-		Gate:                 gate,
-	}, w.fetcher, w.store, w.log, w.metrics)
+	return poller.New(poller.OptionsFrom(w.cfg, gate), w.fetcher, w.store, w.log, w.metrics)
 }
 
 // redisClient connects to the configured Redis; the description is safe to

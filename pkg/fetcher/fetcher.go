@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/statsig-populator/statsig-populator/pkg/config"
 	"github.com/statsig-populator/statsig-populator/pkg/keys"
 )
 
@@ -84,6 +85,17 @@ type Client struct {
 	max     int64
 	ua      string
 	http    *http.Client
+}
+
+// OptionsFrom is the CDN client configuration of the worker's settings.
+func OptionsFrom(cfg config.Config, userAgent string) Options {
+	return Options{
+		BaseURL:         cfg.APIURL,
+		Timeout:         cfg.FetchTimeout,
+		MaxPayloadBytes: cfg.MaxPayloadBytes,
+		UserAgent:       userAgent,
+		Transport:       NewTransport(cfg.PollConcurrency, cfg.CDNRootCAs),
+	}
 }
 
 // New returns a Client.

@@ -16,6 +16,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
 
+	"github.com/statsig-populator/statsig-populator/pkg/config"
 	"github.com/statsig-populator/statsig-populator/pkg/fetcher"
 	"github.com/statsig-populator/statsig-populator/pkg/keys"
 	"github.com/statsig-populator/statsig-populator/pkg/metrics"
@@ -162,6 +163,22 @@ type Status struct {
 	// Confirmed is true once Current has been true since start.
 	Confirmed    bool `json:"confirmed"`
 	Unauthorized bool `json:"unauthorized"`
+}
+
+// OptionsFrom is the poller configuration of the worker's settings; gate is
+// nil when every poll may write.
+func OptionsFrom(cfg config.Config, gate Gate) Options {
+	return Options{
+		Keys:                 cfg.SDKKeys,
+		Versions:             cfg.Versions,
+		Layout:               cfg.Layout,
+		Interval:             cfg.PollInterval,
+		Concurrency:          cfg.PollConcurrency,
+		DeleteOnUnauthorized: cfg.DeleteOnUnauthorized,
+		UnauthorizedRecheck:  cfg.UnauthorizedRecheck,
+		DeleteRemovedKeys:    cfg.DeleteRemovedKeys,
+		Gate:                 gate,
+	}
 }
 
 // New returns a Poller for opt.Keys × opt.Versions.

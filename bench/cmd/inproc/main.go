@@ -27,8 +27,6 @@ import (
 	"runtime/pprof"
 	"time"
 
-	"github.com/statsig-populator/statsig-populator/pkg/keys"
-
 	"github.com/statsig-populator/statsig-populator/pkg/config"
 	"github.com/statsig-populator/statsig-populator/pkg/fetcher"
 	"github.com/statsig-populator/statsig-populator/pkg/logging"
@@ -57,23 +55,13 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	m := metrics.New(cfg.MetricsPerKey)
-	p := poller.New(poller.Options{
-		Keys: cfg.SDKKeys, Versions: cfg.Versions, Layout: cfg.Layout, Interval: cfg.PollInterval,
-		Concurrency: cfg.PollConcurrency, DeleteOnUnauthorized: cfg.DeleteOnUnauthorized, DeleteRemovedKeys: cfg.DeleteRemovedKeys,
-	}, fetcher.New(fetcher.Options{
-		BaseURL: cfg.APIURL, Timeout: cfg.FetchTimeout, MaxPayloadBytes: cfg.MaxPayloadBytes, UserAgent: "statsig-populator/bench",
-		Transport: fetcher.NewTransport(cfg.PollConcurrency, cfg.CDNRootCAs),
-	}), writer.New(rdb, cfg.KeyTTL), lg, m)
-
+	f := fetcher.New(fetcher.OptionsFrom(cfg, "statsig-populator/bench"))
+	w := writer.New(rdb, cfg.KeyTTL)
 	if *bigReps > 0 {
-		f := fetcher.New(fetcher.Options{
-			BaseURL: cfg.APIURL, Timeout: cfg.FetchTimeout, MaxPayloadBytes: cfg.MaxPayloadBytes, UserAgent: "statsig-populator/bench",
-			Transport: fetcher.NewTransport(cfg.PollConcurrency, cfg.CDNRootCAs),
-		})
-		bigPayload(cfg, f, writer.New(rdb, cfg.KeyTTL), *fake, *bigReps)
+		bigPayload(cfg, f, w, *fake, *bigReps)
 		return
 	}
+	p := poller.New(poller.OptionsFrom(cfg, nil), f, w, lg, metrics.New(cfg.MetricsPerKey))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -211,5 +199,4 @@ func bigPayload(cfg config.Config, f *fetcher.Client, w *writer.Writer, fake str
 	}
 	b, _ := json.Marshal(map[string]any{"big": out})
 	fmt.Println(string(b))
-	_ = keys.V1
 }
