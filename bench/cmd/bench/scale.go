@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/statsig-populator/statsig-populator/bench/benchapi"
 	"github.com/statsig-populator/statsig-populator/pkg/keys"
 )
 
@@ -22,31 +23,6 @@ type scaleSpec struct {
 	label   string
 	profile bool
 	env     []string // extra worker environment
-}
-
-// FakeStats mirrors the fake's /_bench/stats.
-type FakeStats struct {
-	WindowSeconds float64          `json:"window_seconds"`
-	Requests      int64            `json:"requests"`
-	Full          int64            `json:"full"`
-	NoUpdate      int64            `json:"no_update"`
-	Other         int64            `json:"other"`
-	BytesOut      int64            `json:"bytes_out"`
-	Pairs         int              `json:"pairs"`
-	Gaps          int              `json:"gaps"`
-	GapP50        int32            `json:"gap_p50_ms"`
-	GapP99        int32            `json:"gap_p99_ms"`
-	GapMax        int32            `json:"gap_max_ms"`
-	SlipP50       int32            `json:"slip_p50_ms"`
-	SlipP99       int32            `json:"slip_p99_ms"`
-	SlipP999      int32            `json:"slip_p999_ms"`
-	SlipMax       int32            `json:"slip_max_ms"`
-	LateGaps      int              `json:"late_gaps"`
-	LateFrac      float64          `json:"late_frac"`
-	Unpolled      int              `json:"unpolled_pairs"`
-	MissedInt     int              `json:"missed_intervals"`
-	Changes       int              `json:"changes"`
-	OtherPaths    map[string]int64 `json:"other_paths,omitempty"`
 }
 
 // Propagation summarises change → Redis delays, in seconds.
@@ -77,28 +53,28 @@ type Quiet struct {
 
 // RunResult is one scenario at one key count.
 type RunResult struct {
-	Name          string      `json:"name"`
-	Kind          string      `json:"kind"`
-	Label         string      `json:"label,omitempty"` // "" (default config), "large", "v1only"
-	Keys          int         `json:"keys"`
-	Versions      int         `json:"versions"`
-	Filler        int         `json:"filler"`
-	PayloadBytes  int         `json:"payload_bytes"`
-	SyncSeconds   float64     `json:"sync_seconds"`
-	WindowSeconds float64     `json:"window_seconds"`
-	CPUCores      float64     `json:"cpu_cores"`
-	FakeCores     float64     `json:"fake_cores"`
-	RedisCores    float64     `json:"redis_cores"`
-	RSSKB         int64       `json:"rss_kb"`      // at the end of the window
-	RSSMeanKB     int64       `json:"rss_mean_kb"` // sampled twice a second over the window
-	RSSMaxKB      int64       `json:"rss_max_kb"`  // largest sample in the window
-	HWMKB         int64       `json:"hwm_kb"`      // VmHWM: peak since start, first sync included
-	PollsPerSec   float64     `json:"polls_per_sec"`
-	ExpectedPPS   float64     `json:"expected_polls_per_sec"`
-	CPUPerPollUs  float64     `json:"cpu_per_poll_us"`
-	Fake          FakeStats   `json:"fake"`
-	Quiet         Quiet       `json:"quiet"`
-	Prop          Propagation `json:"propagation"`
+	Name          string         `json:"name"`
+	Kind          string         `json:"kind"`
+	Label         string         `json:"label,omitempty"` // "" (default config), "large", "v1only"
+	Keys          int            `json:"keys"`
+	Versions      int            `json:"versions"`
+	Filler        int            `json:"filler"`
+	PayloadBytes  int            `json:"payload_bytes"`
+	SyncSeconds   float64        `json:"sync_seconds"`
+	WindowSeconds float64        `json:"window_seconds"`
+	CPUCores      float64        `json:"cpu_cores"`
+	FakeCores     float64        `json:"fake_cores"`
+	RedisCores    float64        `json:"redis_cores"`
+	RSSKB         int64          `json:"rss_kb"`      // at the end of the window
+	RSSMeanKB     int64          `json:"rss_mean_kb"` // sampled twice a second over the window
+	RSSMaxKB      int64          `json:"rss_max_kb"`  // largest sample in the window
+	HWMKB         int64          `json:"hwm_kb"`      // VmHWM: peak since start, first sync included
+	PollsPerSec   float64        `json:"polls_per_sec"`
+	ExpectedPPS   float64        `json:"expected_polls_per_sec"`
+	CPUPerPollUs  float64        `json:"cpu_per_poll_us"`
+	Fake          benchapi.Stats `json:"fake"`
+	Quiet         Quiet          `json:"quiet"`
+	Prop          Propagation    `json:"propagation"`
 	// From the worker's /metrics over the window.
 	Fetches        float64  `json:"fetches,omitempty"`
 	MallocsPerPoll float64  `json:"mallocs_per_poll,omitempty"`
@@ -254,7 +230,7 @@ func (h *harness) runScale(s scaleSpec) (*RunResult, *ProfileResult) {
 		if rs != nil {
 			have, _ = rs.rdb.DBSize(ctx).Result()
 		} else {
-			var st FakeStats
+			var st benchapi.Stats
 			_ = h.fakeJSON(api, "stats", &st)
 			have = st.Full * 2
 			want = int64(s.keys * len(versions) * 2)
@@ -507,7 +483,7 @@ func (h *harness) strace(dir string, pid int, api string, nv int) *StraceResult 
 	logf("strace -c -f -p %d for %.0f s", pid, secs)
 	_ = exec.Command("timeout", "-s", "INT", strconv.Itoa(int(secs)), "strace", "-c", "-f", "-p", strconv.Itoa(pid), "-o", out).Run()
 	res := &StraceResult{Seconds: time.Since(start).Seconds()}
-	var st FakeStats
+	var st benchapi.Stats
 	_ = h.fakeJSON(api, fmt.Sprintf("stats?versions=%d", nv), &st)
 	res.Polls = st.Requests
 	b, err := os.ReadFile(out)

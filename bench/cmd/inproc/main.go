@@ -27,6 +27,7 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/statsig-populator/statsig-populator/bench/benchapi"
 	"github.com/statsig-populator/statsig-populator/pkg/config"
 	"github.com/statsig-populator/statsig-populator/pkg/fetcher"
 	"github.com/statsig-populator/statsig-populator/pkg/logging"
@@ -93,9 +94,7 @@ func main() {
 			resp.Body.Close()
 		}
 	}
-	var stats struct {
-		Requests int64 `json:"requests"`
-	}
+	var stats benchapi.Stats
 	writeProfile := func(name string) {
 		f, err := os.Create(filepath.Join(*out, name))
 		if err != nil {
