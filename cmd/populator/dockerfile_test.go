@@ -6,10 +6,12 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/moby/patternmatcher"
+	"github.com/moby/patternmatcher/ignorefile"
 )
 
 // dockerfile is the repository's Dockerfile split into what the tests need:
@@ -62,26 +64,29 @@ func parseDockerfile(t *testing.T, name string) dockerfile {
 }
 
 // dockerignored reports whether rel (slash-separated, relative to the build
-// context) is excluded by one of the .dockerignore patterns (the subset of
-// the syntax the file uses: names, globs and a leading **/).
-func dockerignored(patterns []string, rel string) bool {
-	for _, p := range patterns {
-		anyDepth := strings.HasPrefix(p, "**/")
-		p = strings.TrimPrefix(p, "**/")
-		parts := strings.Split(rel, "/")
-		for i := range parts {
-			if !anyDepth && i > 0 {
-				break
-			}
-			// A pattern matching a directory excludes everything below it.
-			for j := i + 1; j <= len(parts); j++ {
-				if ok, _ := path.Match(p, strings.Join(parts[i:j], "/")); ok {
-					return true
-				}
-			}
-		}
+// context) is excluded by .dockerignore, as Docker decides it.
+func dockerignored(ignore *patternmatcher.PatternMatcher, rel string) bool {
+	excluded, err := ignore.MatchesOrParentMatches(rel)
+	return err == nil && excluded
+}
+
+// readDockerignore is the repository's .dockerignore as Docker reads it.
+func readDockerignore(t *testing.T, name string) *patternmatcher.PatternMatcher {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return false
+	defer f.Close()
+	patterns, err := ignorefile.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, err := patternmatcher.New(patterns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pm
 }
 
 // TestDockerfileBuildStage rebuilds what the image's build stage builds, from
@@ -96,16 +101,7 @@ func TestDockerfileBuildStage(t *testing.T) {
 	}
 	root := filepath.Join("..", "..")
 	d := parseDockerfile(t, filepath.Join(root, "Dockerfile"))
-	ignoreText, err := os.ReadFile(filepath.Join(root, ".dockerignore"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ignore []string
-	for _, l := range strings.Split(string(ignoreText), "\n") {
-		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
-			ignore = append(ignore, l)
-		}
-	}
+	ignore := readDockerignore(t, filepath.Join(root, ".dockerignore"))
 
 	// The build context as Docker sends it, then the COPY lines applied to it.
 	ctxDir := t.TempDir()
@@ -197,7 +193,10 @@ func TestDockerfileBuildStage(t *testing.T) {
 }
 
 func TestDockerignored(t *testing.T) {
-	patterns := []string{".git", "bench", "**/node_modules", "**/*.test"}
+	patterns, err := patternmatcher.New([]string{".git", "bench", "**/node_modules", "**/*.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for rel, want := range map[string]bool{
 		".git":                   true,
 		".git/config":            true,
