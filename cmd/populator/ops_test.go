@@ -530,19 +530,6 @@ func tlsConfig(cert tls.Certificate) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 }
 
-func grepLines(s, pattern string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		for _, p := range strings.Split(pattern, "|") {
-			if strings.Contains(l, p) {
-				out = append(out, l)
-				break
-			}
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
 func TestHealthcheckCommand(t *testing.T) {
 	s := newStack(t)
 	port := redistest.FreePort(t)

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -447,5 +446,3 @@ func histQuantile(before, after map[float64]float64, q float64) float64 {
 	}
 	return bs[len(bs)-1].le
 }
-
-var errTimeout = errors.New("timed out")
