@@ -9,6 +9,7 @@
 # Any other argument goes to the driver (bench/cmd/bench), e.g. --only worker,floor,
 # --worker-keys 100,1000,5000, --sdk-keys none, --interval 10s, --filler 16, --change-frac 0.02,
 # --intervals 3, --repeat 3 (each scale point 3 times, interleaved, medians reported), --profile,
+# --worker-env GOMAXPROCS=1 (extra environment for the worker),
 # --doc docs/performance.md, --report-only.
 # Results: bench/results/<mode>/{results.json,report.md,performance.png,profile-*.txt}, logs in
 # bench/results/<mode>/logs/. Everything runs on loopback; redis-server instances are started on

@@ -3,6 +3,7 @@ package fetcher
 import (
 	"bytes"
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -184,5 +185,59 @@ func TestNetworkErrorDoesNotLeakKey(t *testing.T) {
 	}
 	if strings.Contains(r.Err.Error(), testKey.Reveal()) || strings.Contains(r.Err.Error(), "0123456789") {
 		t.Fatalf("error leaks the key: %v", r.Err)
+	}
+}
+
+func TestRequestShape(t *testing.T) {
+	// A base URL with a path (a proxy in front of the CDN) keeps its path;
+	// every request carries the same two headers and nothing that names the
+	// key outside the path.
+	var got []*http.Request
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r)
+		w.Header().Set("X-Since-Time", "1000")
+		_, _ = w.Write([]byte(fakecdn.NoUpdateBody))
+	}))
+	t.Cleanup(srv.Close)
+	c := New(Options{BaseURL: srv.URL + "/statsig/", Timeout: time.Second, MaxPayloadBytes: 1 << 20, UserAgent: "statsig-populator/test"})
+	for _, since := range []int64{1000, 0} {
+		c.Fetch(context.Background(), testKey, keys.V2, since)
+	}
+	if len(got) != 2 {
+		t.Fatalf("%d requests, want 2", len(got))
+	}
+	for i, want := range []string{"/statsig/v2/download_config_specs/" + testKey.Reveal() + ".json?sinceTime=1000",
+		"/statsig/v2/download_config_specs/" + testKey.Reveal() + ".json"} {
+		r := got[i]
+		if r.Method != http.MethodGet || r.RequestURI != want {
+			t.Errorf("request %d: %s %s, want GET %s", i, r.Method, r.RequestURI, want)
+		}
+		if ua, ae := r.Header.Get("User-Agent"), r.Header.Get("Accept-Encoding"); ua != "statsig-populator/test" || ae != "gzip" {
+			t.Errorf("request %d: User-Agent %q, Accept-Encoding %q", i, ua, ae)
+		}
+	}
+
+	bad := New(Options{BaseURL: "not a url", Timeout: time.Second, MaxPayloadBytes: 1 << 20})
+	if r := bad.Fetch(context.Background(), testKey, keys.V1, 0); r.Outcome != Rejected || r.Class != "bad_request" {
+		t.Fatalf("fetch with a base URL without scheme and host = %s/%s, want rejected/bad_request", r.Outcome, r.Class)
+	}
+}
+
+func TestRedirectIsNotFollowed(t *testing.T) {
+	// Following a redirect could hand the key (in the path) to another host.
+	var elsewhere int
+	other := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { elsewhere++ }))
+	t.Cleanup(other.Close)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusFound)
+	}))
+	t.Cleanup(srv.Close)
+	c := New(Options{BaseURL: srv.URL, Timeout: time.Second, MaxPayloadBytes: 1 << 20})
+	r := c.Fetch(context.Background(), testKey, keys.V1, 0)
+	if r.Outcome != Rejected || r.Class != "http_302" {
+		t.Fatalf("redirect = %s/%s, want rejected/http_302", r.Outcome, r.Class)
+	}
+	if elsewhere != 0 {
+		t.Fatalf("the redirect was followed (%d requests elsewhere)", elsewhere)
 	}
 }

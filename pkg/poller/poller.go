@@ -1,8 +1,8 @@
 // Package poller keeps every configured (SDK key, payload version) current in
-// Redis. One loop owns the schedule: it wakes when polls are due, hands each
-// batch of due jobs to a goroutine that asks Redis what it holds (one
-// pipeline for the batch), then polls the CDN for each job under a
-// concurrency cap and writes what changed. Decisions (what to ask, what to
+// Redis. One loop wakes when polls are due and takes each batch of due jobs
+// out of the schedule; a goroutine asks Redis what it holds for the batch (one
+// pipeline), then pollers under a concurrency cap poll the CDN for each job,
+// write what changed and put the job back in the schedule. Decisions (what to ask, what to
 // write, when to poll next) are the pure functions in decide.go.
 package poller
 
@@ -90,8 +90,9 @@ type Poller struct {
 	redisOK   atomic.Int64 // unix ns of the last answered batch check
 }
 
-// job is one (SDK key, version) and its state. The schedule fields belong to
-// the loop; the rest is written by the one goroutine polling the job, under
+// job is one (SDK key, version) and its state. While a job is out of the
+// queue, only the goroutine polling it touches it; its schedule fields are
+// handed back with it under the queue's lock, and its state is written under
 // Poller.mu so that Statuses can read it. A worker holds tens of thousands of
 // jobs for its whole life, so the job is kept small (192 bytes): times are
 // unix nanoseconds, and Status, with its time.Time values and copies of the
@@ -105,7 +106,7 @@ type job struct {
 
 	next         int64 // when to poll, on the Poller's clock
 	failingSince int64 // when the current run of failures began, on the Poller's clock; 0 when healthy
-	removed      bool  // its key left the configuration; set and read by the loop
+	removed      bool  // its key left the configuration; guarded by the queue's lock
 	spread       bool  // its first success placed it at a random point of the interval
 
 	st state
@@ -246,87 +247,46 @@ func (p *Poller) Statuses() []Status {
 // Run polls until ctx ends, then lets in-flight polls finish (fetches are
 // cancelled, writes complete) for at most ShutdownGrace.
 func (p *Poller) Run(ctx context.Context) error {
-	var (
-		h        schedule
-		done     = make(chan *job, 64)
-		stopped  = make(chan struct{})
-		inflight int
-		timer    = time.NewTimer(time.Hour)
-	)
+	q := newQueue()
+	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	defer close(stopped)
-	finished := func(j *job) {
-		select {
-		case done <- j:
-		case <-stopped: // Run gave up waiting; the job is dropped with it
-		}
-	}
-	tasks, stopPollers := p.startPollers(ctx, finished)
+	work, stopPollers := p.startPollers(ctx, q.put)
 	defer stopPollers()
 	now := p.clock()
 	p.mu.Lock()
-	for _, j := range p.jobs {
-		h.push(now, j)
-	}
+	jobs := p.jobs
 	p.mu.Unlock()
+	for _, j := range jobs {
+		q.add(now, j)
+	}
 	for {
 		p.heartbeat.Store(time.Now().UnixNano())
+		now := p.clock()
 		// Wake at least every second so the heartbeat shows the loop alive.
-		wait := time.Second
-		if at, ok := h.first(); ok {
-			wait = min(wait, time.Duration(at-p.clock()))
-		}
-		timer.Reset(max(wait, 0))
+		at := q.sleepUntil(now + int64(time.Second))
+		timer.Reset(max(time.Duration(at-now), 0))
 		select {
 		case <-ctx.Done():
-			return p.drain(done, inflight)
-		case j := <-done:
-			inflight--
-			if !j.removed {
-				h.push(j.next, j)
+			if n := q.waitIdle(p.opt.ShutdownGrace); n > 0 {
+				p.log.Warn().Int("in_flight", n).Msg("shutdown grace period over; leaving polls unfinished (no write is ever half-applied)")
 			}
-			continue
+			return nil
 		case <-p.keysChanged:
-			p.applyKeys(ctx, &h)
+			p.applyKeys(ctx, q)
 			continue
 		case <-p.kick:
 			// Everything waiting is due now (e.g. this replica just became
 			// leader and should not wait out a follower's interval).
-			h.allDue(p.clock())
+			q.allDue(p.clock())
+			continue
+		case <-q.wake:
 			continue
 		case <-timer.C:
 		}
-		horizon := p.clock() + int64(p.opt.BatchWindow)
-		var batch []*job
-		for {
-			j, ok := h.popDue(horizon)
-			if !ok {
-				break
-			}
-			if !j.removed { // removed keys leave the schedule when their turn comes
-				batch = append(batch, j)
-			}
-		}
-		if len(batch) > 0 {
-			inflight += len(batch)
-			go p.runBatch(ctx, batch, tasks, finished)
+		if batch := q.takeDue(p.clock() + int64(p.opt.BatchWindow)); len(batch) > 0 {
+			go p.runBatch(ctx, batch, work, q.put)
 		}
 	}
-}
-
-func (p *Poller) drain(done chan *job, inflight int) error {
-	deadline := time.NewTimer(p.opt.ShutdownGrace)
-	defer deadline.Stop()
-	for inflight > 0 {
-		select {
-		case <-done:
-			inflight--
-		case <-deadline.C:
-			p.log.Warn().Int("in_flight", inflight).Msg("shutdown grace period over; leaving polls unfinished (no write is ever half-applied)")
-			return nil
-		}
-	}
-	return nil
 }
 
 // clock is the monotonic time since the Poller was made, in nanoseconds:
@@ -373,7 +333,7 @@ func (p *Poller) SetKeys(ks []keys.SDKKey) {
 }
 
 // applyKeys runs on the loop: it adds and removes jobs to match pendingKeys.
-func (p *Poller) applyKeys(ctx context.Context, h *schedule) {
+func (p *Poller) applyKeys(ctx context.Context, q *queue) {
 	p.mu.Lock()
 	want := map[string]keys.SDKKey{}
 	for _, k := range p.pendingKeys {
@@ -405,10 +365,10 @@ func (p *Poller) applyKeys(ctx context.Context, h *schedule) {
 
 	now := p.clock()
 	for _, j := range added {
-		h.push(now, j)
+		q.add(now, j)
 	}
+	q.remove(removed)
 	for _, j := range removed {
-		j.removed = true
 		p.metrics.ForgetKey(j.name, string(j.version))
 	}
 	p.metrics.SetKeys(nKeys)
@@ -430,80 +390,99 @@ func (p *Poller) applyKeys(ctx context.Context, h *schedule) {
 // Once polls every job once, all through the same path as Run, and returns
 // their statuses.
 func (p *Poller) Once(ctx context.Context) []Status {
-	done := make(chan *job, len(p.jobs))
-	finished := func(j *job) { done <- j }
-	tasks, stop := p.startPollers(ctx, finished)
+	var wg sync.WaitGroup
+	wg.Add(len(p.jobs))
+	finished := func(*job) { wg.Done() }
+	work, stop := p.startPollers(ctx, finished)
 	defer stop()
 	const batchSize = 256
 	for i := 0; i < len(p.jobs); i += batchSize {
-		p.runBatch(ctx, p.jobs[i:min(i+batchSize, len(p.jobs))], tasks, finished)
+		p.runBatch(ctx, p.jobs[i:min(i+batchSize, len(p.jobs))], work, finished)
 	}
-	for range p.jobs {
-		<-done
-	}
+	wg.Wait()
 	return p.Statuses()
 }
 
-// task is one job to poll with what Redis holds for it.
-type task struct {
-	j          *job
-	stored     []writer.Stored
+// batch is a set of due jobs with what Redis holds for their targets. The
+// pollers that take part in it claim its jobs one at a time until none is
+// left, so a poller that finishes a job takes the next without a hand-off.
+type batch struct {
+	jobs       []*job
+	stored     []writer.Stored // the targets of jobs[i] are stored[start[i]:start[i+1]]
+	start      []int
 	inspectErr error
+	next       atomic.Int64
 }
 
-// startPollers starts Concurrency goroutines that poll the tasks sent to
-// them, which caps the requests in flight. They live as long as the run, so
-// the stacks the HTTP client grows are grown once, not once per poll.
-func (p *Poller) startPollers(ctx context.Context, finished func(*job)) (chan<- task, func()) {
-	tasks, quit := make(chan task), make(chan struct{})
-	for i := 0; i < p.opt.Concurrency; i++ {
+// claim returns the index of the next unclaimed job.
+func (b *batch) claim() (int, bool) {
+	i := int(b.next.Add(1) - 1)
+	return i, i < len(b.jobs)
+}
+
+func (b *batch) storedFor(i int) []writer.Stored {
+	if b.stored == nil {
+		return nil
+	}
+	return b.stored[b.start[i]:b.start[i+1]]
+}
+
+// startPollers starts Concurrency goroutines that poll the jobs of the
+// batches sent to them, which caps the requests in flight. They live as long
+// as the run, so the stacks the HTTP client grows are grown once, not once
+// per poll.
+func (p *Poller) startPollers(ctx context.Context, finished func(*job)) (chan<- *batch, func()) {
+	work, quit := make(chan *batch), make(chan struct{})
+	for range p.opt.Concurrency {
 		go func() {
 			for {
 				select {
-				case t := <-tasks:
-					p.poll(ctx, t.j, t.stored, t.inspectErr)
-					finished(t.j)
+				case b := <-work:
+					for i, ok := b.claim(); ok; i, ok = b.claim() {
+						p.poll(ctx, b.jobs[i], b.storedFor(i), b.inspectErr)
+						finished(b.jobs[i])
+					}
 				case <-quit:
 					return
 				}
 			}
 		}()
 	}
-	return tasks, func() { close(quit) }
+	return work, func() { close(quit) }
 }
 
-// runBatch asks Redis about every target of the batch in one pipeline, then
-// hands each job to the pollers. Every job reaches finished exactly once,
-// polled or not.
-func (p *Poller) runBatch(ctx context.Context, batch []*job, tasks chan<- task, finished func(*job)) {
-	var targets []keys.Target
-	for _, j := range batch {
+// runBatch asks Redis about every target of the jobs in one pipeline, then
+// has the pollers poll them. Every job reaches finished exactly once, polled
+// or not.
+func (p *Poller) runBatch(ctx context.Context, jobs []*job, work chan<- *batch, finished func(*job)) {
+	b := &batch{jobs: jobs, start: make([]int, len(jobs)+1)}
+	for i, j := range jobs {
+		b.start[i+1] = b.start[i] + len(j.targets)
+	}
+	targets := make([]keys.Target, 0, b.start[len(jobs)])
+	for _, j := range jobs {
 		targets = append(targets, j.targets...)
 	}
-	var (
-		stored     []writer.Stored
-		inspectErr error
-	)
 	ictx, cancel := context.WithTimeout(ctx, p.opt.RedisTimeout)
-	stored, inspectErr = p.store.Inspect(ictx, targets)
+	b.stored, b.inspectErr = p.store.Inspect(ictx, targets)
 	cancel()
-	if inspectErr != nil {
+	if b.inspectErr != nil {
+		b.stored = nil
 		p.metrics.RedisError("inspect")
 	} else {
 		p.redisOK.Store(time.Now().UnixNano())
 	}
-	offset := 0
-	for _, j := range batch {
-		var js []writer.Stored
-		if stored != nil {
-			js = stored[offset : offset+len(j.targets)]
-		}
-		offset += len(j.targets)
+	// As many pollers as there are jobs, up to the cap; fewer when the first
+	// ones have already claimed every job.
+	for n := min(len(jobs), p.opt.Concurrency); n > 0 && b.next.Load() < int64(len(jobs)); n-- {
 		select {
-		case tasks <- task{j, js, inspectErr}:
+		case work <- b:
 		case <-ctx.Done():
-			p.reschedule(j, kindNotPolled, 0)
-			finished(j)
+			for i, ok := b.claim(); ok; i, ok = b.claim() {
+				p.reschedule(jobs[i], kindNotPolled, 0)
+				finished(jobs[i])
+			}
+			return
 		}
 	}
 }
@@ -537,74 +516,4 @@ func (p *Poller) reschedule(j *job, k kind, retryAfter time.Duration) {
 	p.mu.Lock()
 	j.st.nextPoll = now.Add(delay).UnixNano()
 	p.mu.Unlock()
-}
-
-// schedule is a min-heap of jobs by the time of their next poll. The times
-// live in the heap's own array, so keeping order never touches the jobs
-// themselves: with tens of thousands of jobs, chasing those pointers on every
-// comparison cost more than the comparisons. It is not a container/heap
-// because that boxes every pushed entry in an interface: one allocation per
-// poll.
-type schedule []entry
-
-type entry struct {
-	at int64 // on the Poller's clock
-	j  *job
-}
-
-func (s *schedule) push(at int64, j *job) {
-	*s = append(*s, entry{at, j})
-	h := *s
-	for i := len(h) - 1; i > 0; {
-		parent := (i - 1) / 2
-		if h[parent].at <= h[i].at {
-			break
-		}
-		h[parent], h[i] = h[i], h[parent]
-		i = parent
-	}
-}
-
-// first is the earliest time in the schedule.
-func (s schedule) first() (int64, bool) {
-	if len(s) == 0 {
-		return 0, false
-	}
-	return s[0].at, true
-}
-
-// popDue removes and returns the earliest job if it is due by limit.
-func (s *schedule) popDue(limit int64) (*job, bool) {
-	h := *s
-	if len(h) == 0 || h[0].at > limit {
-		return nil, false
-	}
-	j := h[0].j
-	last := len(h) - 1
-	h[0] = h[last]
-	h[last] = entry{}
-	h = h[:last]
-	for i := 0; ; {
-		small, l, r := i, 2*i+1, 2*i+2
-		if l < len(h) && h[l].at < h[small].at {
-			small = l
-		}
-		if r < len(h) && h[r].at < h[small].at {
-			small = r
-		}
-		if small == i {
-			break
-		}
-		h[i], h[small] = h[small], h[i]
-		i = small
-	}
-	*s = h
-	return j, true
-}
-
-// allDue makes every job due at now (equal times keep the heap order).
-func (s schedule) allDue(now int64) {
-	for i := range s {
-		s[i].at = now
-	}
 }

@@ -52,6 +52,9 @@ type config struct {
 	// times, interleaved, and keeps the median: the per-key figures rest on
 	// differences of a few hundredths of a core that one host burst can undo.
 	Repeat int `json:"repeat,omitempty"`
+	// WorkerEnv is extra environment for the worker (e.g. GOMAXPROCS=1), to
+	// compare settings; empty for the worker's defaults.
+	WorkerEnv []string `json:"worker_env,omitempty"`
 
 	out, doc, bin, nodeDir string
 }
@@ -87,7 +90,11 @@ func main() {
 	flag.IntVar(&c.ChangeIntervals, "intervals", 0, "intervals in the change window (default quick 2, full 8)")
 	flag.BoolVar(&c.Profile, "profile", false, "perf and strace the worker and the floor at the largest key count (always on in full mode)")
 	flag.IntVar(&c.Repeat, "repeat", 1, "run each scale point this many times, interleaved, and report the median CPU and RSS")
+	workerEnv := flag.String("worker-env", "", "comma list of extra environment variables for the worker, e.g. GOMAXPROCS=1")
 	flag.Parse()
+	if *workerEnv != "" {
+		c.WorkerEnv = strings.Split(*workerEnv, ",")
+	}
 
 	switch c.Mode {
 	case "quick":
@@ -395,7 +402,7 @@ func (h *harness) workerEnv(keysFile, api string, rs *redisServer, adminPort int
 		fmt.Sprintf("ADMIN_ADDR=127.0.0.1:%d", adminPort),
 		"LEADER_ELECTION=false",
 		"LOG_LEVEL=warn",
-	}, extra...)
+	}, append(h.cfg.WorkerEnv, extra...)...)
 }
 
 var ctx = context.Background()
