@@ -154,6 +154,33 @@ func TestOnce(t *testing.T) {
 	}
 }
 
+func TestGOMAXPROCS(t *testing.T) {
+	// One scheduler thread unless GOMAXPROCS says otherwise (main.go says why).
+	s := newStack(t)
+	for _, c := range []struct {
+		env  []string
+		want float64
+	}{{nil, 1}, {[]string{"GOMAXPROCS=3"}, 3}} {
+		cmd := exec.Command(e2e.Binary, "once")
+		cmd.Env = s.BaseEnv(c.env...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("once %v: %v\n%s", c.env, err, stderr.String())
+		}
+		var got any
+		for _, line := range strings.Split(stderr.String(), "\n") {
+			var entry map[string]any
+			if json.Unmarshal([]byte(line), &entry) == nil && entry["message"] == "starting" {
+				got = entry["gomaxprocs"]
+			}
+		}
+		if got != c.want {
+			t.Errorf("with %v the worker started with gomaxprocs %v, want %v\n%s", c.env, got, c.want, stderr.String())
+		}
+	}
+}
+
 func TestVersion(t *testing.T) {
 	out, err := exec.Command(e2e.Binary, "version").Output()
 	if err != nil || strings.TrimSpace(string(out)) != "populator v0.0.0-e2e" {

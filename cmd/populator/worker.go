@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"text/tabwriter"
 	"time"
 
@@ -63,7 +64,7 @@ func setup(stderr io.Writer) (*worker, error) {
 	}
 	log.Info().Str("version", buildVersion()).Int("sdk_keys", len(cfg.SDKKeys)).Strs("versions", strs(cfg.Versions)).
 		Strs("formats", strs(cfg.Layout.Formats)).Strs("schemas", strs(cfg.Layout.Schemas)).Str("redis", target).
-		Str("api_url", cfg.APIURL).Dur("interval", cfg.PollInterval).Msg("starting")
+		Str("api_url", cfg.APIURL).Dur("interval", cfg.PollInterval).Int("gomaxprocs", runtime.GOMAXPROCS(0)).Msg("starting")
 	return w, nil
 }
 

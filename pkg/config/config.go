@@ -142,7 +142,9 @@ func Usage(w io.Writer) error {
 const usageFormat = `Environment variables:
 {{range .}}  {{usage_key .}}{{if usage_default .}} (default {{usage_default .}}){{end}}
       {{usage_description .}}
-{{end}}`
+{{end}}  GOMAXPROCS (default 1)
+      Go's scheduler threads; the worker runs on one unless this is set (it waits on the network nearly all the time)
+`
 
 // Parse validates env. readFile reads STATSIG_SERVER_SDK_KEYS_FILE (os.ReadFile
 // outside tests).

@@ -1,9 +1,10 @@
 // Package poller keeps every configured (SDK key, payload version) current in
 // Redis. One loop wakes when polls are due and takes each batch of due jobs
-// out of the schedule; a goroutine asks Redis what it holds for the batch (one
-// pipeline), then pollers under a concurrency cap poll the CDN for each job,
-// write what changed and put the job back in the schedule. Decisions (what to ask, what to
-// write, when to poll next) are the pure functions in decide.go.
+// out of the schedule; a goroutine asks Redis what it holds for the batch
+// (one pipeline), then pollers under a concurrency cap poll the CDN for each
+// job, write what changed and put the job back in the schedule. Decisions
+// (what to ask, what to write, when to poll next) are the pure functions in
+// decide.go.
 package poller
 
 import (

@@ -38,6 +38,7 @@ import (
 )
 
 func main() {
+	config.DefaultMaxProcs() // as cmd/populator
 	out := flag.String("out", ".", "directory for the profiles")
 	intervals := flag.Int("intervals", 2, "intervals in the measured window")
 	fake := flag.String("fake", "", "the fake CDN's base URL, to count polls (its /_bench/ endpoints)")
