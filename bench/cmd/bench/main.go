@@ -48,7 +48,7 @@ type config struct {
 	BigReps     int   `json:"big_reps"`
 	Profile     bool  `json:"profile"`
 	Concurrency int   `json:"concurrency"`
-	// Repeat runs every scale point (worker, floor, SDK, v1only) this many
+	// Repeat runs every scale point (worker, floor, floor1, SDK, v1only) this many
 	// times, interleaved, and keeps the median: the per-key figures rest on
 	// differences of a few hundredths of a core that one host burst can undo.
 	Repeat int `json:"repeat,omitempty"`
@@ -82,7 +82,7 @@ func main() {
 	flag.StringVar(&wk, "worker-keys", "", "key counts for the worker, e.g. 100,1000,10000")
 	flag.StringVar(&fk, "floor-keys", "", "key counts for the polling floor")
 	flag.StringVar(&sk, "sdk-keys", "", "key counts for the SDK-as-writer baseline (\"none\" to skip)")
-	only := flag.String("only", "", "comma list of parts to run: big,worker,floor,sdk,v1only,large,inproc (default all)")
+	only := flag.String("only", "", "comma list of parts to run: big,worker,floor,floor1,sdk,v1only,large,inproc (default all)")
 	reportOnly := flag.Bool("report-only", false, "regenerate the report, picture and doc from results.json")
 	flag.DurationVar(&c.Interval, "interval", 10*time.Second, "poll interval")
 	flag.IntVar(&c.Filler, "filler", 16, "payload filler (×~520 bytes; 16 ≈ 10 KB)")
@@ -159,7 +159,7 @@ func main() {
 	}()
 	defer stopAll()
 
-	parts := map[string]bool{"big": true, "worker": true, "floor": true, "sdk": true, "v1only": true, "large": true, "inproc": true}
+	parts := map[string]bool{"big": true, "worker": true, "floor": true, "floor1": true, "sdk": true, "v1only": true, "large": true, "inproc": true}
 	if *only != "" {
 		parts = map[string]bool{}
 		for _, p := range strings.Split(*only, ",") {
@@ -239,6 +239,12 @@ func main() {
 				if prof != nil {
 					res.Profile = mergeProfile(res.Profile, prof)
 				}
+				addSample(r)
+			}
+			if parts["floor1"] && slices.Contains(c.FloorKeys, n) {
+				// The floor on one scheduler thread, as the worker runs by
+				// default: what the same runtime setting saves the floor.
+				r, _ := h.runScale(scaleSpec{kind: "floor", keys: n, filler: c.Filler, label: "1thread", env: []string{"GOMAXPROCS=1"}})
 				addSample(r)
 			}
 			if parts["sdk"] && slices.Contains(c.SDKKeys, n) {

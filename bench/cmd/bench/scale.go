@@ -22,7 +22,7 @@ type scaleSpec struct {
 	filler  int
 	label   string
 	profile bool
-	env     []string // extra worker environment
+	env     []string // extra environment of the program under test
 }
 
 // Propagation summarises change → Redis delays, in seconds.
@@ -207,7 +207,7 @@ func (h *harness) runScale(s scaleSpec) (*RunResult, *ProfileResult) {
 	case "worker":
 		target, _, err = startProc(dir, "populator", h.workerEnv(keysFile, api, rs, adminPort, s.env...), "", filepath.Join(c.bin, "populator"))
 	case "floor":
-		target, _, err = startProc(dir, "pollfloor", nil, "", filepath.Join(c.bin, "pollfloor"),
+		target, _, err = startProc(dir, "pollfloor", s.env, "", filepath.Join(c.bin, "pollfloor"),
 			"-keys", keysFile, "-api", api, "-versions", "v1,v2", "-interval", c.Interval.String(),
 			"-concurrency", strconv.Itoa(c.Concurrency))
 	case "sdk":
