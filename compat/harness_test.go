@@ -407,11 +407,6 @@ func (n *nodeSDK) send(cmd string) {
 	}
 }
 
-func (n *nodeSDK) eval() evalResult {
-	n.send("eval")
-	return n.next("eval", 10*time.Second).Eval
-}
-
 // waitValue asks the SDK to re-evaluate until the config value is v.
 func (n *nodeSDK) waitValue(v int, timeout time.Duration) message {
 	n.t.Helper()

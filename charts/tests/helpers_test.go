@@ -145,9 +145,7 @@ func render(t *testing.T, values ...string) (*rendering, error) {
 		fmt.Fprintf(&text, "---\n# Source: %s\n%s\n", h.Path, h.Manifest)
 	}
 	r := &rendering{Text: text.String(), Notes: rel.Info.Notes}
-	for _, o := range splitDocs(t, rel.Manifest) {
-		r.Objects = append(r.Objects, o)
-	}
+	r.Objects = append(r.Objects, splitDocs(t, rel.Manifest)...)
 	for _, h := range hooks {
 		for _, o := range splitDocs(t, "# Source: "+h.Path+"\n"+h.Manifest) {
 			o.Hook = true
