@@ -4,7 +4,7 @@
 #   bench/run.sh            quick mode: 100 and 1,000 keys, 2 change intervals (about 6 minutes)
 #   bench/run.sh --full     full mode: 100, 1,000 and 10,000 keys, 8 change intervals, perf and
 #                           strace profiles, a large-payload run; rewrites the generated sections
-#                           of docs/performance.md (about 25 minutes)
+#                           of docs/performance.md (about 30 minutes)
 #
 # Any other argument goes to the driver (bench/cmd/bench), e.g. --only worker,floor,
 # --worker-keys 100,1000,5000, --sdk-keys none, --interval 10s, --filler 16, --change-frac 0.02,
@@ -23,7 +23,7 @@ for a in "$@"; do
   case "$a" in
     --quick) mode=quick ;;
     --full) mode=full ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     --*) args+=("-${a#--}") ;;
     *) args+=("$a") ;;
   esac
