@@ -65,12 +65,7 @@ func TestWorkerEndToEnd(t *testing.T) {
 		}
 	}
 	var sawWrite, sawKey bool
-	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
-		var entry map[string]any
-		if err := json.Unmarshal([]byte(line), &entry); err != nil {
-			t.Errorf("log line is not JSON: %q", line)
-			continue
-		}
+	for _, entry := range logEntries(t, logs) {
 		if entry["message"] == "payload written" {
 			sawWrite = true
 		}
@@ -81,6 +76,22 @@ func TestWorkerEndToEnd(t *testing.T) {
 	if !sawWrite || !sawKey {
 		t.Errorf("logs lack a 'payload written' line naming %s", keyA.Redacted())
 	}
+}
+
+// logEntries decodes the worker's JSON log lines; a line that is not JSON is
+// a test error.
+func logEntries(t *testing.T, logs string) []map[string]any {
+	t.Helper()
+	var entries []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Errorf("log line is not JSON: %q", line)
+			continue
+		}
+		entries = append(entries, entry)
+	}
+	return entries
 }
 
 func TestSIGTERMDuringSlowFetches(t *testing.T) {
@@ -169,9 +180,8 @@ func TestGOMAXPROCS(t *testing.T) {
 			t.Fatalf("once %v: %v\n%s", c.env, err, stderr.String())
 		}
 		var got any
-		for _, line := range strings.Split(stderr.String(), "\n") {
-			var entry map[string]any
-			if json.Unmarshal([]byte(line), &entry) == nil && entry["message"] == "starting" {
+		for _, entry := range logEntries(t, stderr.String()) {
+			if entry["message"] == "starting" {
 				got = entry["gomaxprocs"]
 			}
 		}

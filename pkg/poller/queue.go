@@ -61,8 +61,8 @@ func (q *queue) signalLocked(at int64) {
 func (q *queue) sleepUntil(at int64) int64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.h) > 0 {
-		at = min(at, q.h[0].at)
+	if first, ok := q.h.first(); ok {
+		at = min(at, first)
 	}
 	q.wakeAt = max(at, 1)
 	return at

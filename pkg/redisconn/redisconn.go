@@ -4,6 +4,7 @@
 package redisconn
 
 import (
+	"cmp"
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
@@ -12,13 +13,6 @@ import (
 )
 
 const pipelineBufferSize = 32 << 10
-
-func orDefault(n, def int) int {
-	if n > 0 {
-		return n
-	}
-	return def
-}
 
 // New returns a client for r.
 func New(r config.Redis) (redis.UniversalClient, error) {
@@ -53,8 +47,8 @@ func New(r config.Redis) (redis.UniversalClient, error) {
 		// KB even for a batch of hundreds of keys, while the first sync opens
 		// up to ten such connections that then stay idle: 32 KiB, the size
 		// of a regular connection's buffers, saves about 2 MB of RSS.
-		PipelineReadBufferSize:  orDefault(base.PipelineReadBufferSize, pipelineBufferSize),
-		PipelineWriteBufferSize: orDefault(base.PipelineWriteBufferSize, pipelineBufferSize),
+		PipelineReadBufferSize:  cmp.Or(base.PipelineReadBufferSize, pipelineBufferSize),
+		PipelineWriteBufferSize: cmp.Or(base.PipelineWriteBufferSize, pipelineBufferSize),
 		// The worker bounds every Redis call with a context deadline; let it
 		// apply to the socket too, so a paused server cannot hold a call
 		// longer than that.
