@@ -37,6 +37,7 @@ type Env struct {
 	PollConcurrency      string `envconfig:"POLL_CONCURRENCY" default:"64" desc:"max CDN requests in flight"`
 	FetchTimeout         string `envconfig:"FETCH_TIMEOUT" default:"30s" desc:"timeout of one whole CDN request"`
 	MaxPayloadBytes      string `envconfig:"MAX_PAYLOAD_BYTES" default:"268435456" desc:"larger payloads are rejected, not written"`
+	MaxClockSkew         string `envconfig:"MAX_CLOCK_SKEW" default:"1h" desc:"payloads dated further than this ahead of the worker's clock are refused, not written"`
 	RedisURL             string `envconfig:"REDIS_URL" default:"redis://127.0.0.1:6379/0" desc:"standalone Redis: redis:// or rediss:// URL; user and password allowed"`
 	RedisClusterAddrs    string `envconfig:"REDIS_CLUSTER_ADDRS" desc:"Redis Cluster seed nodes host:port, comma-separated (instead of REDIS_URL)"`
 	RedisSentinelAddrs   string `envconfig:"REDIS_SENTINEL_ADDRS" desc:"Sentinel nodes host:port, comma-separated (instead of REDIS_URL)"`
@@ -60,6 +61,7 @@ type Env struct {
 	RedisKeyTTL          string `envconfig:"REDIS_KEY_TTL" default:"0" desc:"0 = keys never expire; else refreshed after every successful poll"`
 	DeleteOnUnauthorized string `envconfig:"DELETE_ON_UNAUTHORIZED" default:"false" desc:"on 401/403 delete that key's entries"`
 	UnauthorizedRecheck  string `envconfig:"UNAUTHORIZED_RECHECK" default:"5m" desc:"how often a key answered 401/403 is asked again"`
+	UnauthorizedDelete   string `envconfig:"UNAUTHORIZED_DELETE_AFTER" default:"15m" desc:"with DELETE_ON_UNAUTHORIZED, how long a key must be refused without a break (and at least 3 rechecks) before its entries are deleted"`
 	DeleteRemovedKeys    string `envconfig:"DELETE_REMOVED_KEYS" default:"false" desc:"delete the entries of keys removed from the keys file"`
 	StatsigCAFile        string `envconfig:"STATSIG_CA_FILE" desc:"PEM CA bundle trusted for the CDN in addition to the system roots"`
 	AdminAddr            string `envconfig:"ADMIN_ADDR" default:":8080" desc:"admin HTTP server (healthz, readyz, status, metrics); empty disables it"`
@@ -72,21 +74,27 @@ type Env struct {
 
 // Config is the validated configuration.
 type Config struct {
-	SDKKeys              []keys.SDKKey // both sources, merged
-	KeysFromEnv          []keys.SDKKey // STATSIG_SERVER_SDK_KEYS alone
-	SDKKeysFile          string
-	APIURL               string
-	Versions             []keys.Version
-	PollInterval         time.Duration
-	PollConcurrency      int
-	FetchTimeout         time.Duration
-	MaxPayloadBytes      int64
+	SDKKeys         []keys.SDKKey // both sources, merged
+	KeysFromEnv     []keys.SDKKey // STATSIG_SERVER_SDK_KEYS alone
+	SDKKeysFile     string
+	APIURL          string
+	Versions        []keys.Version
+	PollInterval    time.Duration
+	PollConcurrency int
+	FetchTimeout    time.Duration
+	MaxPayloadBytes int64
+	// MaxClockSkew is how far ahead of the worker's clock a payload's time
+	// may be; a later one is refused (it would pin the key).
+	MaxClockSkew         time.Duration
 	Redis                Redis
 	Layout               keys.Layout // prefix, formats, schemas, node-redis hash
 	KeyTTL               time.Duration
 	DeleteOnUnauthorized bool
 	UnauthorizedRecheck  time.Duration
-	DeleteRemovedKeys    bool
+	// UnauthorizedDeleteAfter is how long a key must be refused without a
+	// break before DELETE_ON_UNAUTHORIZED deletes its entries.
+	UnauthorizedDeleteAfter time.Duration
+	DeleteRemovedKeys       bool
 	// CDNRootCAs is the system roots plus STATSIG_CA_FILE; nil means the
 	// system roots alone.
 	CDNRootCAs     *x509.CertPool
@@ -191,6 +199,7 @@ func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (C
 	c.FetchTimeout = duration(add, "FETCH_TIMEOUT", env.FetchTimeout, 100*time.Millisecond, time.Hour)
 	c.PollConcurrency = int(integer(add, "POLL_CONCURRENCY", env.PollConcurrency, 1, 10000))
 	c.MaxPayloadBytes = integer(add, "MAX_PAYLOAD_BYTES", env.MaxPayloadBytes, 1024, 4<<30)
+	c.MaxClockSkew = duration(add, "MAX_CLOCK_SKEW", env.MaxClockSkew, time.Second, 7*24*time.Hour)
 
 	c.Redis = env.parseRedis(add, readFile)
 	c.Layout.Prefix = env.RedisKeyPrefix
@@ -210,6 +219,7 @@ func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (C
 	}
 	c.DeleteOnUnauthorized = boolean(add, "DELETE_ON_UNAUTHORIZED", env.DeleteOnUnauthorized)
 	c.UnauthorizedRecheck = duration(add, "UNAUTHORIZED_RECHECK", env.UnauthorizedRecheck, 100*time.Millisecond, 24*time.Hour)
+	c.UnauthorizedDeleteAfter = duration(add, "UNAUTHORIZED_DELETE_AFTER", env.UnauthorizedDelete, 100*time.Millisecond, 30*24*time.Hour)
 	c.DeleteRemovedKeys = boolean(add, "DELETE_REMOVED_KEYS", env.DeleteRemovedKeys)
 	if env.StatsigCAFile != "" {
 		c.CDNRootCAs = certPool(add, "STATSIG_CA_FILE", env.StatsigCAFile, readFile)
