@@ -1,7 +1,7 @@
-// Package leader elects one writer among replicas with a lease in Redis:
-// SET key id NX PX lease to take it, a compare-and-extend script to renew it
-// every third of the lease, a compare-and-delete script to hand it over on
-// shutdown.
+// Package leader elects one writer among replicas with a lease in Redis: a
+// script that takes the lease when nobody holds it and extends it when we
+// do, run every third of the lease, and a compare-and-delete script to hand
+// it over on shutdown.
 //
 // The lease only saves upstream requests: correctness never depends on it,
 // because every write is guarded by its lcut. A replica counts itself leader
@@ -22,10 +22,19 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// renew extends the lease if we still hold it.
-var renew = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+// acquire extends the lease if we hold it and takes it if nobody does. A
+// replica whose renewal failed (a timeout, a dropped connection) while the
+// lease in Redis was still its own takes it back at the next step, instead
+// of leaving every replica without a writer until the lease expires.
+var acquire = redis.NewScript(`
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
 end
 return 0
 `)
@@ -129,20 +138,10 @@ func (e *Elector) step(ctx context.Context) bool {
 	start := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, e.lease/3)
 	defer cancel()
-	held := false
-	if e.Leading() {
-		n, err := renew.Run(cctx, e.rdb, []string{e.key}, e.id, e.lease.Milliseconds()).Int()
-		held = err == nil && n == 1
-		if err != nil {
-			e.log.Debug().Err(err).Msg("renewing the lease failed")
-		}
-	}
-	if !held {
-		ok, err := e.rdb.SetNX(cctx, e.key, e.id, e.lease).Result()
-		held = err == nil && ok
-		if err != nil {
-			e.log.Debug().Err(err).Msg("taking the lease failed")
-		}
+	n, err := acquire.Run(cctx, e.rdb, []string{e.key}, e.id, e.lease.Milliseconds()).Int()
+	held := err == nil && n == 1
+	if err != nil {
+		e.log.Debug().Err(err).Msg("taking or renewing the lease failed")
 	}
 	holder := e.id
 	if !held {

@@ -104,6 +104,31 @@ func TestPartitionedLeaderStopsBeforeTakeover(t *testing.T) {
 	}
 }
 
+// A renewal that fails while the lease in Redis is still ours (a timeout, a
+// dropped connection) must not leave the replicas without a writer until the
+// lease expires: the leader takes its own lease back at the next step, and
+// no rival gets it meanwhile.
+func TestFailedRenewalIsRetaken(t *testing.T) {
+	srv := redistest.Start(t)
+	px := newCutProxy(t, srv.Addr())
+	a := start(t, px.addr, "k")
+	waitFor(t, "a leads", lease, a.e.Leading)
+	b := start(t, srv.Addr(), "k")
+	px.cut()
+	waitFor(t, "a's renewal fails", 2*lease, func() bool { return !a.e.Leading() })
+	px.heal()
+	healed := time.Now()
+	waitFor(t, "a leads again", 2*lease, a.e.Leading)
+	ttl := srv.Client().PTTL(context.Background(), "k").Val()
+	t.Logf("a led again %v after the connection healed", time.Since(healed))
+	if b.e.Leading() || srv.Client().Get(context.Background(), "k").Val() != a.e.ID() {
+		t.Fatal("the rival took the lease: the leader waited for its own lease to expire")
+	}
+	if ttl < lease/2 {
+		t.Errorf("lease TTL %v after retaking it, want it extended to about %v", ttl, lease)
+	}
+}
+
 func TestPrefixesDoNotContend(t *testing.T) {
 	srv := redistest.Start(t)
 	a, b := start(t, srv.Addr(), "team-a:statsig-populator:leader"), start(t, srv.Addr(), "team-b:statsig-populator:leader")
@@ -140,7 +165,8 @@ func newCutProxy(t *testing.T, target string) *cutProxy {
 	return p
 }
 
-func (p *cutProxy) cut() { p.mu.Lock(); p.dead = true; p.mu.Unlock() }
+func (p *cutProxy) cut()  { p.mu.Lock(); p.dead = true; p.mu.Unlock() }
+func (p *cutProxy) heal() { p.mu.Lock(); p.dead = false; p.mu.Unlock() }
 func (p *cutProxy) isDead() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
