@@ -28,7 +28,7 @@ go test -race -count=1 ./...
 echo "== fuzzing (short runs; crashers land in testdata/fuzz and then run as regression cases)"
 go test -run '^$' -fuzz '^FuzzValidate$' -fuzztime 15s ./pkg/fetcher
 go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 15s ./pkg/config
-go test -run '^$' -fuzz '^FuzzParseKeys$' -fuzztime 10s ./pkg/config
+go test -run '^$' -fuzz '^FuzzParseList$' -fuzztime 10s ./pkg/keys
 
 echo "== real-SDK compatibility suite"
 compat/run.sh

@@ -51,8 +51,11 @@ func setup(stderr io.Writer) (*worker, error) {
 		fmt.Fprintln(stderr, "populator:", err)
 		return nil, exitError{exitBadConfig}
 	}
+	for _, msg := range cfg.Warnings {
+		log.Warn().Msg(msg)
+	}
 	if cfg.Redis.InsecureSkipVerify {
-		log.Warn().Msg("REDIS_TLS_INSECURE_SKIP_VERIFY is on: the Redis server's certificate is NOT verified; anyone on the path can read and change what is written")
+		log.Warn().Msg("REDIS_TLS_INSECURE_SKIP_VERIFY (or skip_verify in REDIS_URL) is on: the Redis server's certificate is NOT verified; anyone on the path can read and change what is written")
 	}
 	w := &worker{
 		cfg:     cfg,
@@ -136,7 +139,7 @@ func runWorker(ctx context.Context, stderr io.Writer) error {
 	}
 	if cfg.SDKKeysFile != "" {
 		period := min(max(cfg.PollInterval/2, 100*time.Millisecond), 5*time.Second)
-		bg(func() { keyfile.Watch(ctx, cfg.SDKKeysFile, cfg.KeysFromEnv, period, p.SetKeys, w.log) })
+		bg(func() { keyfile.Watch(ctx, cfg.SDKKeysFile, cfg.KeysFromEnv, cfg.Layout.Schemas, period, p.SetKeys, w.log) })
 	}
 
 	err = p.Run(ctx)

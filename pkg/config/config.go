@@ -1,7 +1,11 @@
 // Package config turns the worker's environment variables into a typed,
 // validated Config. Parsing never stops at the first mistake: every problem is
 // collected and reported at once, and no message repeats a secret (SDK keys
-// appear redacted, Redis URLs and passwords not at all).
+// appear redacted; Redis URLs, STATSIG_API_URL and passwords not at all).
+//
+// Only cmd/ imports this package: the packages it configures take plain
+// options (redisconn.Options, key lists from pkg/keys), so that they stay
+// usable and testable without the environment.
 package config
 
 import (
@@ -23,6 +27,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/statsig-populator/statsig-populator/pkg/keys"
+	"github.com/statsig-populator/statsig-populator/pkg/redisconn"
 )
 
 // Env is the environment as envconfig reads it. Every setting is text here so
@@ -86,7 +91,7 @@ type Config struct {
 	// MaxClockSkew is how far ahead of the worker's clock a payload's time
 	// may be; a later one is refused (it would pin the key).
 	MaxClockSkew         time.Duration
-	Redis                Redis
+	Redis                redisconn.Options
 	Layout               keys.Layout // prefix, formats, schemas, node-redis hash
 	KeyTTL               time.Duration
 	DeleteOnUnauthorized bool
@@ -104,6 +109,9 @@ type Config struct {
 	LeaderLease    time.Duration
 	LogLevel       zerolog.Level
 	LogFormat      string
+	// Warnings are settings that work but are probably a mistake or unsafe
+	// (say, plain http to a remote CDN mirror); cmd logs each at start.
+	Warnings []string
 }
 
 // Problem is one thing wrong with the configuration.
@@ -131,13 +139,14 @@ func (p Problems) Error() string {
 // Load reads the process environment and validates it. A non-nil error is
 // Problems (or an envconfig failure, which cannot happen with text fields).
 // requireKeys false accepts a configuration without SDK keys, for commands
-// that take them from their own arguments.
+// that take them from their own arguments. Files are read with
+// keys.ReadFile, so none larger than keys.MaxFileSize is accepted.
 func Load(requireKeys bool) (Config, error) {
 	var env Env
 	if err := processEnv(&env); err != nil {
 		return Config{}, err
 	}
-	return env.Parse(os.ReadFile, requireKeys)
+	return env.Parse(keys.ReadFile, requireKeys)
 }
 
 func processEnv(env *Env) error { return envconfig.Process("", env) }
@@ -154,9 +163,42 @@ const usageFormat = `Environment variables:
       Go's scheduler threads; the worker runs on one unless this is set (it waits on the network nearly all the time)
 `
 
-// Parse validates env. readFile reads STATSIG_SERVER_SDK_KEYS_FILE (os.ReadFile
-// outside tests).
+// keepEmpty lists the variables whose empty value means something of its
+// own, so that setting them empty does not bring their default back.
+var keepEmpty = map[string]bool{
+	// ADMIN_ADDR= turns the admin server off (README, "Configuration").
+	"ADMIN_ADDR": true,
+}
+
+// withDefaults gives every variable that is set but empty its default, as if
+// it were unset. envconfig applies a default only to unset variables, and an
+// empty value is what a Helm template, a docker-compose file or an env file
+// produces for "nothing here": LOG_LEVEL= would otherwise be an error and
+// REDIS_KEY_TTL= a failed duration.
+func (env Env) withDefaults() Env {
+	v := reflect.ValueOf(&env).Elem()
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		def, ok := f.Tag.Lookup("default")
+		if ok && v.Field(i).String() == "" && !keepEmpty[f.Tag.Get("envconfig")] {
+			v.Field(i).SetString(def)
+		}
+	}
+	return env
+}
+
+// redisPoolSpare is how many Redis connections the pool holds beyond one per
+// CDN request in flight: the leader lease renewal, the inspect pipeline of
+// the next batch, a key deletion and the admin's checks must not wait behind
+// the writes.
+const redisPoolSpare = 4
+
+// Parse validates env. readFile reads STATSIG_SERVER_SDK_KEYS_FILE, the
+// *_FILE secrets and the PEM files (keys.ReadFile in Load). Variables that
+// are set but empty take their default (see withDefaults).
 func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (Config, error) {
+	env = env.withDefaults()
 	var (
 		c    Config
 		errs Problems
@@ -164,7 +206,7 @@ func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (C
 	add := func(v, format string, args ...any) { errs = append(errs, Problem{v, fmt.Sprintf(format, args...)}) }
 
 	// Keys: both sources, merged, deduplicated, in order of appearance.
-	fromEnv, bad := ParseKeys(env.SDKKeys)
+	fromEnv, bad := keys.ParseList(env.SDKKeys)
 	for _, msg := range bad {
 		add("STATSIG_SERVER_SDK_KEYS", "%s", msg)
 	}
@@ -176,21 +218,24 @@ func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (C
 		if err != nil {
 			add("STATSIG_SERVER_SDK_KEYS_FILE", "cannot read %s: %v", env.SDKKeysFile, unwrapPathError(err))
 		} else {
-			fromFile, bad := ParseKeys(string(data))
+			fromFile, bad := keys.ParseList(string(data))
 			for _, msg := range bad {
 				add("STATSIG_SERVER_SDK_KEYS_FILE", "%s", msg)
 			}
-			c.SDKKeys = MergeKeys(fromEnv, fromFile)
+			c.SDKKeys = keys.Merge(fromEnv, fromFile)
 		}
 	}
 	if requireKeys && len(c.SDKKeys) == 0 && !hasProblem(errs, "STATSIG_SERVER_SDK_KEYS") && !hasProblem(errs, "STATSIG_SERVER_SDK_KEYS_FILE") {
 		add("STATSIG_SERVER_SDK_KEYS", "no SDK key configured: set STATSIG_SERVER_SDK_KEYS or STATSIG_SERVER_SDK_KEYS_FILE")
 	}
 
-	if u, err := url.Parse(env.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
-		add("STATSIG_API_URL", "%q is not an http(s) base URL such as https://api.statsigcdn.com", env.APIURL)
-	} else {
-		c.APIURL = strings.TrimRight(env.APIURL, "/")
+	apiURL, apiProblems, apiWarning := checkAPIURL(env.APIURL)
+	for _, msg := range apiProblems {
+		add("STATSIG_API_URL", "%s", msg)
+	}
+	c.APIURL = apiURL
+	if apiWarning != "" {
+		c.Warnings = append(c.Warnings, apiWarning)
 	}
 
 	c.Versions = list(add, "STATSIG_DCS_VERSIONS", env.DCSVersions, keys.ParseVersion, "v1, v2")
@@ -202,8 +247,22 @@ func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (C
 	c.MaxClockSkew = duration(add, "MAX_CLOCK_SKEW", env.MaxClockSkew, time.Second, 7*24*time.Hour)
 
 	c.Redis = env.parseRedis(add, readFile)
+	if !hasProblem(errs, "POLL_CONCURRENCY") {
+		c.Redis.PoolSize = c.PollConcurrency + redisPoolSpare
+	}
 	c.Layout.Prefix = env.RedisKeyPrefix
 	c.Layout.Schemas = list(add, "REDIS_KEY_SCHEMAS", env.RedisKeySchemas, keys.ParseSchema, "hashed, prefix")
+	// The key set as a whole: with the prefix schema, no two keys may share
+	// their first 20 characters. The environment's keys come first in the
+	// merged set, so the first messages are about them alone.
+	envSet := keys.CheckSet(fromEnv, c.Layout.Schemas)
+	for i, msg := range keys.CheckSet(c.SDKKeys, c.Layout.Schemas) {
+		v := "STATSIG_SERVER_SDK_KEYS_FILE"
+		if i < len(envSet) {
+			v = "STATSIG_SERVER_SDK_KEYS"
+		}
+		add(v, "%s", msg)
+	}
 	c.Layout.Formats = list(add, "REDIS_FORMATS", env.RedisFormats, keys.ParseFormat, "sfp, node-redis, string")
 	if slices.Contains(c.Layout.Formats, keys.SFP) && slices.Contains(c.Layout.Formats, keys.String) {
 		add("REDIS_FORMATS", "sfp and string write the same key names (a HASH and a STRING cannot share one); choose one")
@@ -212,7 +271,9 @@ func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (C
 	if strings.TrimSpace(env.RedisNodeRedisHash) == "" {
 		add("REDIS_NODE_REDIS_HASH", "must not be empty")
 	}
-	if env.RedisKeyTTL == "0" {
+	// 0 in any spelling (0, 0s, 0h) means no expiry; anything else must be
+	// a real TTL.
+	if d, err := time.ParseDuration(env.RedisKeyTTL); err == nil && d == 0 {
 		c.KeyTTL = 0
 	} else {
 		c.KeyTTL = duration(add, "REDIS_KEY_TTL", env.RedisKeyTTL, time.Second, 365*24*time.Hour)
@@ -226,18 +287,26 @@ func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (C
 	}
 	c.AdminAddr = env.AdminAddr
 	if env.AdminAddr != "" {
-		if _, _, err := net.SplitHostPort(env.AdminAddr); err != nil {
-			add("ADMIN_ADDR", "%q is not host:port (e.g. :8080)", env.AdminAddr)
+		// net.Listen would take ":http" or a port above 65535 only to fail
+		// or surprise later; ask for a number here, where every problem is
+		// reported together.
+		if _, port, err := net.SplitHostPort(env.AdminAddr); err != nil {
+			add("ADMIN_ADDR", "%q is not host:port (e.g. :8080); leave it empty to turn the admin server off", env.AdminAddr)
+		} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			add("ADMIN_ADDR", "port %q is not a number from 0 to 65535", port)
 		}
 	}
 	c.MetricsPerKey = boolean(add, "METRICS_PER_KEY", env.MetricsPerKey)
 	c.LeaderElection = boolean(add, "LEADER_ELECTION", env.LeaderElection)
 	c.LeaderLease = duration(add, "LEADER_LEASE", env.LeaderLease, 300*time.Millisecond, 10*time.Minute)
 
-	if lvl, err := zerolog.ParseLevel(strings.ToLower(env.LogLevel)); err != nil || env.LogLevel == "" {
+	// Only the documented levels: zerolog also parses "disabled", "fatal",
+	// "panic" and numbers, which would silence every problem report.
+	switch lvl := strings.ToLower(env.LogLevel); lvl {
+	case "trace", "debug", "info", "warn", "error":
+		c.LogLevel, _ = zerolog.ParseLevel(lvl)
+	default:
 		add("LOG_LEVEL", "%q is not one of trace, debug, info, warn, error", env.LogLevel)
-	} else {
-		c.LogLevel = lvl
 	}
 	switch f := strings.ToLower(env.LogFormat); f {
 	case "json", "console":
@@ -248,9 +317,93 @@ func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (C
 
 	if len(errs) > 0 {
 		sort.SliceStable(errs, func(i, j int) bool { return varOrder[errs[i].Var] < varOrder[errs[j].Var] })
+		// A safety net under the messages, which are written not to quote
+		// secrets: should a value still carry a password (say pasted into
+		// a go-redis option of REDIS_URL), it is masked.
+		for i := range errs {
+			errs[i].Msg = mask(errs[i].Msg, env.passwords(readFile)...)
+		}
 		return Config{}, errs
 	}
 	return c, nil
+}
+
+// passwords lists every Redis password the environment gives, for mask.
+func (env Env) passwords(readFile func(string) ([]byte, error)) []string {
+	out := []string{env.RedisPassword, env.RedisSentinelPass}
+	if u, err := url.Parse(env.RedisURL); err == nil {
+		pw, _ := u.User.Password()
+		out = append(out, pw)
+	}
+	for _, f := range []string{env.RedisPasswordFile, env.RedisSentinelPassF} {
+		if f == "" {
+			continue
+		}
+		if b, err := readFile(f); err == nil {
+			out = append(out, redisconn.PasswordFromFile(b))
+		}
+	}
+	return out
+}
+
+// mask replaces every occurrence of each non-empty secret in msg.
+func mask(msg string, secrets ...string) string {
+	for _, s := range secrets {
+		if s != "" {
+			msg = strings.ReplaceAll(msg, s, "***")
+		}
+	}
+	return msg
+}
+
+// checkAPIURL validates STATSIG_API_URL and returns it without trailing
+// slashes. Its messages describe what is wrong without quoting any part of
+// the URL: userinfo would be a credential, and a path or query pasted from
+// a browser may hold an SDK key (the CDN takes the key in the path). The
+// warning is for plain http to another machine, where every request carries
+// a secret key in clear text.
+func checkAPIURL(s string) (clean string, problems []string, warning string) {
+	const example = "a base URL such as https://api.statsigcdn.com is expected"
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", []string{"not a valid URL (its text is not shown: it may contain credentials or a key); " + example}, ""
+	}
+	// One message for "not an http(s) URL with a host": a missing scheme
+	// also leaves the host empty, and two messages for one typo are noise.
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		problems = append(problems, "is not an http:// or https:// URL with a host; "+example)
+	}
+	if u.User != nil {
+		problems = append(problems, "must not contain credentials (user:password@ before the host): the CDN needs none, and the URL is logged at start")
+	}
+	if port := u.Port(); u.Host != "" && port != "" {
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			problems = append(problems, "its port is not a number from 1 to 65535")
+		}
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		problems = append(problems, "must not have a query (?...): the worker appends the path and its own query")
+	}
+	if u.Fragment != "" || strings.Contains(s, "#") {
+		problems = append(problems, "must not have a fragment (#...)")
+	}
+	if len(problems) > 0 {
+		return "", problems, ""
+	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		warning = "STATSIG_API_URL uses plain http to a host other than this machine: every request carries a server secret key in its path, readable by anyone on the network; use https"
+	}
+	return strings.TrimRight(s, "/"), nil, warning
+}
+
+// isLoopback: localhost, 127.0.0.0/8 and ::1, where plain http does not
+// leave the machine.
+func isLoopback(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // varOrder sorts problems in the order of Env's fields.
@@ -262,55 +415,6 @@ var varOrder = func() map[string]int {
 	}
 	return m
 }()
-
-// ParseKeys reads a list of SDK keys separated by commas, white space or
-// newlines, where '#' starts a comment. It returns the valid keys, without
-// duplicates, and a message per invalid one (redacted).
-func ParseKeys(text string) ([]keys.SDKKey, []string) {
-	var (
-		out  []keys.SDKKey
-		bad  []string
-		seen = map[string]bool{}
-	)
-	for i, raw := range splitList(StripComments(text)) {
-		k, err := keys.Parse(raw)
-		if err != nil {
-			bad = append(bad, fmt.Sprintf("key %d: %v", i+1, err))
-			continue
-		}
-		if !seen[raw] {
-			seen[raw] = true
-			out = append(out, k)
-		}
-	}
-	return out, bad
-}
-
-// MergeKeys concatenates key lists, dropping duplicates, in order.
-func MergeKeys(lists ...[]keys.SDKKey) []keys.SDKKey {
-	var out []keys.SDKKey
-	seen := map[string]bool{}
-	for _, l := range lists {
-		for _, k := range l {
-			if !seen[k.Reveal()] {
-				seen[k.Reveal()] = true
-				out = append(out, k)
-			}
-		}
-	}
-	return out
-}
-
-// StripComments removes everything from a '#' to the end of its line.
-func StripComments(s string) string {
-	lines := strings.Split(s, "\n")
-	for i, l := range lines {
-		if j := strings.IndexByte(l, '#'); j >= 0 {
-			lines[i] = l[:j]
-		}
-	}
-	return strings.Join(lines, "\n")
-}
 
 // splitList splits on commas and any white space, dropping empty items.
 func splitList(s string) []string {

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/statsig-populator/statsig-populator/pkg/keys"
+	"github.com/statsig-populator/statsig-populator/pkg/redisconn"
 )
 
 const (
@@ -43,7 +44,8 @@ func defaults(t *testing.T) Env {
 	}
 	if c.APIURL != "https://api.statsigcdn.com" || c.PollInterval != 10*time.Second || c.PollConcurrency != 64 ||
 		c.FetchTimeout != 30*time.Second || c.MaxPayloadBytes != 268435456 ||
-		!reflect.DeepEqual(c.Redis, Redis{Mode: Standalone, Addrs: []string{"127.0.0.1:6379"}}) ||
+		!reflect.DeepEqual(c.Redis, redisconn.Options{Mode: redisconn.Standalone, Addrs: []string{"127.0.0.1:6379"}, PoolSize: 64 + redisPoolSpare}) ||
+		c.Warnings != nil || c.MaxClockSkew != time.Hour || c.UnauthorizedDeleteAfter != 15*time.Minute ||
 		c.AdminAddr != ":8080" || !c.LeaderElection || c.LeaderLease != 15*time.Second || c.MetricsPerKey ||
 		c.DeleteRemovedKeys || c.CDNRootCAs != nil || c.UnauthorizedRecheck != 5*time.Minute ||
 		c.Layout.Prefix != "" || c.Layout.NodeRedisHash != "statsig-redis" ||
@@ -161,7 +163,7 @@ func TestValues(t *testing.T) {
 	if c.APIURL != "http://127.0.0.1:8080" || !reflect.DeepEqual(c.Versions, []keys.Version{keys.V2}) ||
 		c.PollInterval != 500*time.Millisecond || !reflect.DeepEqual(c.Layout, keys.Layout{Prefix: "team-a:", NodeRedisHash: "statsig-redis", Formats: []keys.Format{keys.NodeRedis, keys.String}, Schemas: []keys.Schema{keys.Prefix}}) ||
 		c.KeyTTL != 24*time.Hour || c.Redis.Password != "pw" || c.Redis.DB != 3 || c.Redis.Addrs[0] != "redis.internal:6380" ||
-		c.Redis.TLS == nil || c.Redis.TLS.ServerName != "redis.internal" || c.Redis.URLQuery != "read_timeout=5s" || !c.DeleteOnUnauthorized || c.LogLevel != zerolog.DebugLevel || c.LogFormat != "console" {
+		c.Redis.TLS == nil || c.Redis.TLS.ServerName != "redis.internal" || c.Redis.Tuning != (redisconn.Tuning{ReadTimeout: 5 * time.Second}) || !c.DeleteOnUnauthorized || c.LogLevel != zerolog.DebugLevel || c.LogFormat != "console" {
 		t.Fatalf("parsed %+v", c)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/statsig-populator/statsig-populator/pkg/redisconn"
 )
 
 func files(m map[string]string) func(string) ([]byte, error) {
@@ -37,7 +39,7 @@ func TestRedisTopologies(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := c.Redis
-	if r.Mode != Cluster || len(r.Addrs) != 3 || r.Addrs[1] != "10.0.0.2:6379" || r.Username != "populator" || r.Password != "s3cret" {
+	if r.Mode != redisconn.Cluster || len(r.Addrs) != 3 || r.Addrs[1] != "10.0.0.2:6379" || r.Username != "populator" || r.Password != "s3cret" {
 		t.Fatalf("cluster: %+v", r)
 	}
 	if d := r.Describe(); strings.Contains(d, "s3cret") || !strings.Contains(d, "cluster") {
@@ -53,7 +55,7 @@ func TestRedisTopologies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := c.Redis; r.Mode != Sentinel || r.SentinelMaster != "mymaster" || r.SentinelPassword != "sentinel-pw" || r.DB != 2 {
+	if r := c.Redis; r.Mode != redisconn.Sentinel || r.SentinelMaster != "mymaster" || r.SentinelPassword != "sentinel-pw" || r.DB != 2 {
 		t.Fatalf("sentinel: %+v", r)
 	}
 }
@@ -134,4 +136,126 @@ func selfSigned(t *testing.T) (string, string) {
 	kder, _ := x509.MarshalECPrivateKey(key)
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
 		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
+}
+
+// REDIS_URL's query: every go-redis option applies or is a problem; the db
+// option is honoured (it used to be dropped, leaving database 0).
+func TestRedisURLOptions(t *testing.T) {
+	base := defaults(t)
+	base.SDKKeys = keyA
+	cases := []struct {
+		name  string
+		mod   func(*Env)
+		want  []string // variables with problems
+		check func(redisconn.Options) bool
+	}{
+		{"db in the query", func(e *Env) { e.RedisURL = "redis://host:6379?db=5" }, nil,
+			func(r redisconn.Options) bool { return r.DB == 5 && r.Addrs[0] == "host:6379" }},
+		{"db in the query after a slash", func(e *Env) { e.RedisURL = "redis://host:6379/?db=5" }, nil,
+			func(r redisconn.Options) bool { return r.DB == 5 }},
+		{"path and query agree", func(e *Env) { e.RedisURL = "redis://host/5?db=5" }, nil,
+			func(r redisconn.Options) bool { return r.DB == 5 }},
+		{"path and query disagree", func(e *Env) { e.RedisURL = "redis://host/0?db=5" }, []string{"REDIS_URL"}, nil},
+		{"REDIS_DB overrides both", func(e *Env) { e.RedisURL, e.RedisDB = "redis://host/3?db=3", "7" }, nil,
+			func(r redisconn.Options) bool { return r.DB == 7 }},
+		{"db on a cluster from the query", func(e *Env) { e.RedisURL, e.RedisClusterAddrs = "redis://x?db=2", "a:1,b:2" }, []string{"REDIS_URL"}, nil},
+		{"db on a cluster from the path", func(e *Env) { e.RedisURL, e.RedisClusterAddrs = "redis://x/2", "a:1,b:2" }, []string{"REDIS_URL"}, nil},
+		{"db 0 on a cluster", func(e *Env) { e.RedisURL, e.RedisClusterAddrs = "redis://x/0?db=0", "a:1,b:2" }, nil, nil},
+		{"db on a sentinel master", func(e *Env) {
+			e.RedisURL, e.RedisSentinelAddrs, e.RedisSentinelMaster = "redis://x?db=4", "s:26379", "m"
+		}, nil, func(r redisconn.Options) bool { return r.DB == 4 && r.Mode == redisconn.Sentinel }},
+		{"options reach the client", func(e *Env) {
+			e.RedisURL = "redis://host?read_timeout=5s&pool_size=20&client_name=team-a&max_retries=-1"
+		}, nil, func(r redisconn.Options) bool {
+			return r.Tuning.ReadTimeout == 5*time.Second && r.Tuning.PoolSize == 20 && r.Tuning.ClientName == "team-a" &&
+				r.Tuning.MaxRetries == -1 && r.PoolSize == 64+redisPoolSpare
+		}},
+		{"options apply to a cluster", func(e *Env) { e.RedisURL, e.RedisClusterAddrs = "redis://x?dial_timeout=2", "a:1" }, nil,
+			func(r redisconn.Options) bool {
+				return r.Tuning.DialTimeout == 2*time.Second && r.Mode == redisconn.Cluster
+			}},
+		{"skip_verify with rediss", func(e *Env) { e.RedisURL = "rediss://host?skip_verify=true" }, nil,
+			func(r redisconn.Options) bool {
+				return r.InsecureSkipVerify && r.TLS != nil && r.TLS.InsecureSkipVerify
+			}},
+		{"skip_verify with REDIS_TLS", func(e *Env) { e.RedisURL, e.RedisTLS = "redis://host?skip_verify=true", "true" }, nil,
+			func(r redisconn.Options) bool { return r.InsecureSkipVerify && r.TLS.InsecureSkipVerify }},
+		{"skip_verify false keeps verifying", func(e *Env) { e.RedisURL = "rediss://host?skip_verify=false" }, nil,
+			func(r redisconn.Options) bool { return !r.InsecureSkipVerify && !r.TLS.InsecureSkipVerify }},
+		{"skip_verify without TLS", func(e *Env) { e.RedisURL = "redis://host?skip_verify=true" }, []string{"REDIS_URL"}, nil},
+		{"skip_verify contradicting", func(e *Env) { e.RedisURL, e.RedisTLSInsecure = "rediss://host?skip_verify=false", "true" }, []string{"REDIS_URL"}, nil},
+		{"unknown option", func(e *Env) { e.RedisURL = "redis://host?readtimeout=5s" }, []string{"REDIS_URL"}, nil},
+		{"every bad option at once", func(e *Env) { e.RedisURL = "redis://host?pool_size=lots&read_timeout=soon&bogus=1" },
+			[]string{"REDIS_URL", "REDIS_URL", "REDIS_URL"}, nil},
+		{"absurd pool size", func(e *Env) { e.RedisURL = "redis://host?pool_size=100000000" }, []string{"REDIS_URL"}, nil},
+		{"absurd db in the query", func(e *Env) { e.RedisURL = "redis://host?db=99999999" }, []string{"REDIS_URL"}, nil},
+		{"absurd db in the path", func(e *Env) { e.RedisURL = "redis://host/99999999" }, []string{"REDIS_URL"}, nil},
+		{"negative db", func(e *Env) { e.RedisURL = "redis://host?db=-1" }, []string{"REDIS_URL"}, nil},
+		{"port too big", func(e *Env) { e.RedisURL = "redis://host:99999" }, []string{"REDIS_URL"}, nil},
+		{"port 65535", func(e *Env) { e.RedisURL = "redis://host:65535" }, nil, func(r redisconn.Options) bool { return r.Addrs[0] == "host:65535" }},
+		{"port 0", func(e *Env) { e.RedisURL = "redis://host:0" }, []string{"REDIS_URL"}, nil},
+		{"cluster port too big", func(e *Env) { e.RedisClusterAddrs = "a:6379,b:70000" }, []string{"REDIS_CLUSTER_ADDRS"}, nil},
+		{"cluster port name", func(e *Env) { e.RedisClusterAddrs = "a:redis" }, []string{"REDIS_CLUSTER_ADDRS"}, nil},
+		{"sentinel port too big", func(e *Env) { e.RedisSentinelAddrs, e.RedisSentinelMaster = "s:265379", "m" }, []string{"REDIS_SENTINEL_ADDRS"}, nil},
+		{"sentinel port 0", func(e *Env) { e.RedisSentinelAddrs, e.RedisSentinelMaster = "s:0", "m" }, []string{"REDIS_SENTINEL_ADDRS"}, nil},
+		{"password file kept for rotation", func(e *Env) { e.RedisPasswordFile = "/run/secrets/redis" }, nil,
+			func(r redisconn.Options) bool {
+				return r.PasswordFile == "/run/secrets/redis" && r.Password == "s3cret"
+			}},
+		{"password variable is not rotated", func(e *Env) { e.RedisPassword = "direct" }, nil,
+			func(r redisconn.Options) bool { return r.PasswordFile == "" && r.Password == "direct" }},
+		{"empty password file keeps the URL's", func(e *Env) { e.RedisURL, e.RedisPasswordFile = "redis://:urlpw@host", "/empty" }, nil,
+			func(r redisconn.Options) bool { return r.PasswordFile == "/empty" && r.Password == "urlpw" }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			env := base
+			c.mod(&env)
+			cfg, err := env.Parse(files(map[string]string{"/run/secrets/redis": "s3cret\n", "/empty": ""}), true)
+			if got := problemVars(t, err); strings.Join(got, ",") != strings.Join(c.want, ",") {
+				t.Fatalf("problems with %v, want %v\n%v", got, c.want, err)
+			}
+			if err == nil && c.check != nil && !c.check(cfg.Redis) {
+				t.Errorf("parsed %+v", cfg.Redis)
+			}
+			if err != nil {
+				for _, v := range []string{"lots", "soon", "s3cret"} {
+					if strings.Contains(err.Error(), v) {
+						t.Errorf("message quotes %q:\n%v", v, err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// Whatever the messages quote, a configured password never shows: here one
+// pasted as an option name of REDIS_URL, and an address list holding a URL.
+func TestRedisMessagesMaskPasswords(t *testing.T) {
+	env := defaults(t)
+	env.SDKKeys = keyA
+	env.RedisURL = "redis://:Hunter2Secret@host?Hunter2Secret"
+	env.RedisSentinelAddrs, env.RedisSentinelMaster = "redis://admin:OtherSecret9@s:26379", "m"
+	_, err := env.Parse(noFile, true)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, s := range []string{"Hunter2Secret", "OtherSecret9"} {
+		if strings.Contains(err.Error(), s) {
+			t.Errorf("message shows %q:\n%v", s, err)
+		}
+	}
+}
+
+// Both unreadable halves of a client certificate are reported, not just the
+// first.
+func TestRedisTLSBothFilesMissing(t *testing.T) {
+	env := defaults(t)
+	env.SDKKeys = keyA
+	env.RedisTLS = "true"
+	env.RedisTLSCertFile, env.RedisTLSKeyFile = "/missing-cert.pem", "/missing-key.pem"
+	_, err := env.Parse(noFile, true)
+	if got := problemVars(t, err); strings.Join(got, ",") != "REDIS_TLS_CERT_FILE,REDIS_TLS_KEY_FILE" {
+		t.Fatalf("problems with %v\n%v", got, err)
+	}
 }

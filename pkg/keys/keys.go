@@ -66,8 +66,10 @@ func (k SDKKey) Reveal() string { return k.secret }
 func (k SDKKey) IsZero() bool { return k.secret == "" }
 
 // Redacted is the key's public name: the first 10 characters (the "secret-"
-// prefix and three more), an ellipsis, and 8 hex digits of its SHA-256, so that
-// thousands of keys stay distinguishable without revealing them.
+// prefix and three more), "...", '#' and 8 hex digits of its SHA-256, so that
+// thousands of keys stay distinguishable without revealing them. The marker is
+// plain ASCII so that the name can be typed into grep, a log query or a
+// terminal without a Unicode ellipsis.
 func (k SDKKey) Redacted() string { return Redact(k.secret) }
 
 // Redact gives the redacted form of any string that may be a secret, for
@@ -82,7 +84,7 @@ func Redact(s string) string {
 	if len(shown) > len(s)/2 {
 		shown = shown[:len(s)/2]
 	}
-	return shown + "…#" + hex.EncodeToString(sum[:4])
+	return shown + "...#" + hex.EncodeToString(sum[:4])
 }
 
 func (k SDKKey) String() string                { return k.Redacted() }

@@ -173,8 +173,8 @@ func TestKeyNeverFormatsInFull(t *testing.T) {
 			t.Errorf("formatted key leaks the secret: %s", out)
 		}
 	}
-	if got := k.Redacted(); got != "secret-abc…#0d300067" {
-		t.Errorf("Redacted() = %q, want secret-abc…#0d300067 (first 10 characters, sha256 prefix)", got)
+	if got := k.Redacted(); got != "secret-abc...#0d300067" {
+		t.Errorf("Redacted() = %q, want secret-abc...#0d300067 (first 10 characters, ASCII dots, sha256 prefix)", got)
 	}
 	if got := Redact("secret-ab"); strings.Contains(got, "secret-ab") {
 		t.Errorf("Redact of a short string shows it whole: %q", got)
