@@ -8,6 +8,7 @@ RUN go mod download
 COPY Makefile ./
 COPY cmd ./cmd
 COPY pkg ./pkg
+COPY internal/wiring ./internal/wiring
 ARG VERSION=dev
 # The same target CI builds: a static, trimmed, version-stamped binary.
 RUN make build VERSION=${VERSION}

@@ -158,7 +158,7 @@ func TestRevokedKey(t *testing.T) {
 	for _, del := range []bool{false, true} {
 		t.Run("DELETE_ON_UNAUTHORIZED="+strconv.FormatBool(del), func(t *testing.T) {
 			s := e2e.NewStack(t)
-			e2e.Start(t, s.BaseEnv("POLL_INTERVAL="+interval.String(), "UNAUTHORIZED_RECHECK=1s",
+			e2e.Start(t, s.BaseEnv("POLL_INTERVAL="+interval.String(), "UNAUTHORIZED_RECHECK=1s", "UNAUTHORIZED_DELETE_AFTER=2s",
 				"DELETE_ON_UNAUTHORIZED="+strconv.FormatBool(del), "LEADER_ELECTION=false"))
 			e2e.WaitFor(t, "initial sync", 10*time.Second, s.AllCurrent)
 			before := snapshot(s, e2e.KeyA)
@@ -167,13 +167,22 @@ func TestRevokedKey(t *testing.T) {
 			s.CDN.Change(e2e.KeyB, 1000)
 			e2e.WaitFor(t, "other key current", 2*interval+500*time.Millisecond, func() bool { return s.Current(e2e.KeyB) })
 			held := "the last good payload"
+			revoked := time.Now()
 			if del {
-				e2e.WaitFor(t, "entries deleted", 3*interval, func() bool {
+				// Deleted only once refused without a break for
+				// UNAUTHORIZED_DELETE_AFTER and three rechecks.
+				took := e2e.WaitFor(t, "entries deleted", 10*time.Second, func() bool {
 					return s.Redis.Client().Exists(context.Background(), keys.Targets("", e2e.KeyA, keys.V1, []keys.Schema{keys.Hashed})[0].Key).Val() == 0
 				})
-				held = "nothing: the key's entries were deleted"
+				if took < 2*time.Second {
+					t.Errorf("entries deleted %v after the first refusal, before UNAUTHORIZED_DELETE_AFTER (2s)", took)
+				}
+				held = fmt.Sprintf("the last good payload for %v, then nothing: deleted after 2s and 3 rechecks", took.Round(100*time.Millisecond))
 			} else {
-				time.Sleep(3 * interval)
+				// Prove the refusals happened (three rechecks) before judging.
+				e2e.WaitFor(t, "three rechecks refused", 10*time.Second, func() bool {
+					return len(s.CDN.RequestsFor(e2e.KeyA, keys.V1)) > 0 && refusedSince(s, e2e.KeyA, revoked) >= 4
+				})
 				if !sameSnapshot(before, snapshot(s, e2e.KeyA)) || len(before) != 4 {
 					t.Fatal("the revoked key's payload changed")
 				}
@@ -186,6 +195,17 @@ func TestRevokedKey(t *testing.T) {
 				"401 for one key, then 200 again (UNAUTHORIZED_RECHECK=1s)", held+"; the other key kept updating", recovery)
 		})
 	}
+}
+
+// refusedSince counts the requests for k (v1) the fake CDN received since t.
+func refusedSince(s *e2e.Stack, k keys.SDKKey, t time.Time) int {
+	n := 0
+	for _, r := range s.CDN.RequestsFor(k, keys.V1) {
+		if r.At.After(t) {
+			n++
+		}
+	}
+	return n
 }
 
 // TestRedisRestartedEmpty kills Redis, restarts it empty on the same port and

@@ -27,6 +27,8 @@ go test -race -count=1 ./...
 
 echo "== fuzzing (short runs; crashers land in testdata/fuzz and then run as regression cases)"
 go test -run '^$' -fuzz '^FuzzValidate$' -fuzztime 15s ./pkg/fetcher
+go test -run '^$' -fuzz '^FuzzGunzip$' -fuzztime 10s ./pkg/fetcher
+go test -run '^$' -fuzz '^FuzzRetryAfter$' -fuzztime 5s ./pkg/fetcher
 go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 15s ./pkg/config
 go test -run '^$' -fuzz '^FuzzParseList$' -fuzztime 10s ./pkg/keys
 

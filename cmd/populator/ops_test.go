@@ -81,7 +81,9 @@ func TestAdminPort(t *testing.T) {
 	}
 
 	// Ready means every key was written once; a no_update fetch needs one
-	// more poll, so give the metrics a few intervals.
+	// more poll, so give the metrics a few intervals. Propagation delay is
+	// observed only for changes found by a conditional poll: make one.
+	s.CDN.Change(keyA, 1000)
 	wantMetrics := []string{
 		`statsig_populator_fetches_total{outcome="updated",version="v1"}`,
 		`statsig_populator_fetches_total{outcome="no_update",version="v2"}`,
@@ -94,7 +96,8 @@ func TestAdminPort(t *testing.T) {
 	var metrics string
 	waitFor(t, "metrics of a second poll", 5*time.Second, func() bool {
 		_, metrics = adminGet(addr, "/metrics")
-		return strings.Contains(metrics, `statsig_populator_fetches_total{outcome="no_update",version="v2"}`)
+		return strings.Contains(metrics, `statsig_populator_fetches_total{outcome="no_update",version="v2"}`) &&
+			strings.Contains(metrics, "statsig_populator_propagation_delay_seconds_count")
 	})
 	for _, want := range wantMetrics {
 		if !strings.Contains(metrics, want) {

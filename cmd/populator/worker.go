@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/statsig-populator/statsig-populator/internal/wiring"
 	"github.com/statsig-populator/statsig-populator/pkg/admin"
 	"github.com/statsig-populator/statsig-populator/pkg/config"
 	"github.com/statsig-populator/statsig-populator/pkg/fetcher"
@@ -63,7 +64,7 @@ func setup(stderr io.Writer) (*worker, error) {
 		rdb:     rdb,
 		metrics: metrics.New(cfg.MetricsPerKey),
 		store:   writer.New(rdb, cfg.KeyTTL),
-		fetcher: fetcher.New(fetcher.OptionsFrom(cfg, "statsig-populator/"+buildVersion())),
+		fetcher: fetcher.New(wiring.FetcherOptions(cfg, "statsig-populator/"+buildVersion())),
 	}
 	log.Info().Str("version", buildVersion()).Int("sdk_keys", len(cfg.SDKKeys)).Strs("versions", strs(cfg.Versions)).
 		Strs("formats", strs(cfg.Layout.Formats)).Strs("schemas", strs(cfg.Layout.Schemas)).Str("redis", target).
@@ -73,7 +74,7 @@ func setup(stderr io.Writer) (*worker, error) {
 
 // poller builds the poller; gate is nil when every poll may write.
 func (w *worker) poller(gate poller.Gate) *poller.Poller {
-	return poller.New(poller.OptionsFrom(w.cfg, gate), w.fetcher, w.store, w.log, w.metrics)
+	return poller.New(wiring.PollerOptions(w.cfg, gate), w.fetcher, w.store, w.log, w.metrics)
 }
 
 // redisClient connects to the configured Redis; the description is safe to
@@ -117,6 +118,17 @@ func runWorker(ctx context.Context, stderr io.Writer) error {
 		w.metrics.SetLeader(true)
 	}
 	p := w.poller(gate)
+	w.metrics.RegisterHealth(func() metrics.KeyHealth { return poller.Health(p.Statuses(), time.Now()) })
+
+	// The admin port first: a port already in use exits before this replica
+	// has taken the lease, so it never holds one it cannot serve.
+	if cfg.AdminAddr != "" {
+		h := admin.Handler(p, admin.Options{Interval: cfg.PollInterval, Version: buildVersion(), Registry: w.metrics.Registry, Leader: leaderState})
+		if err := admin.Serve(ctx, cfg.AdminAddr, h, w.log); err != nil {
+			fmt.Fprintln(stderr, "populator:", err)
+			return exitError{exitFailure}
+		}
+	}
 	if el != nil {
 		el.OnChange = func(leading bool) {
 			w.metrics.SetLeader(leading)
@@ -126,20 +138,11 @@ func runWorker(ctx context.Context, stderr io.Writer) error {
 		}
 		bg(func() { el.Run(ctx) })
 	}
-	w.metrics.RegisterGaugeFunc("oldest_lcut_age_seconds",
-		"Age of the oldest lcut held in Redis across keys and versions (0 before the first poll).",
-		func() float64 { return oldestLcutAge(p.Statuses(), time.Now()) })
-
-	if cfg.AdminAddr != "" {
-		h := admin.Handler(p, admin.Options{Interval: cfg.PollInterval, Version: buildVersion(), Registry: w.metrics.Registry, Leader: leaderState})
-		if err := admin.Serve(ctx, cfg.AdminAddr, h, w.log); err != nil {
-			fmt.Fprintln(stderr, "populator:", err)
-			return exitError{exitFailure}
-		}
-	}
 	if cfg.SDKKeysFile != "" {
 		period := min(max(cfg.PollInterval/2, 100*time.Millisecond), 5*time.Second)
-		bg(func() { keyfile.Watch(ctx, cfg.SDKKeysFile, cfg.KeysFromEnv, cfg.Layout.Schemas, period, p.SetKeys, w.log) })
+		bg(func() {
+			keyfile.Watch(ctx, cfg.SDKKeysFile, cfg.KeysFromEnv, cfg.Layout.Schemas, period, p.SetKeys, w.log)
+		})
 	}
 
 	err = p.Run(ctx)
@@ -148,17 +151,6 @@ func runWorker(ctx context.Context, stderr io.Writer) error {
 	}
 	w.log.Info().Msg("stopped")
 	return err
-}
-
-// oldestLcutAge is the largest now − lcut over the statuses that have one.
-func oldestLcutAge(statuses []poller.Status, now time.Time) float64 {
-	oldest := 0.0
-	for _, s := range statuses {
-		if s.Lcut > 0 {
-			oldest = max(oldest, now.Sub(time.UnixMilli(s.Lcut)).Seconds())
-		}
-	}
-	return oldest
 }
 
 func runOnce(ctx context.Context, stdout, stderr io.Writer) error {

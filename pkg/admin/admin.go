@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,7 +54,7 @@ func Handler(src Source, opt Options) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ok, reason := Readiness(src.Statuses(), src.RedisOK(), time.Now(), opt.Interval)
+		ok, reason := Readiness(src.Statuses(), src.RedisOK(), src.Alive(), time.Now(), opt.Interval)
 		if !ok {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": reason})
 			return
@@ -61,7 +62,7 @@ func Handler(src Source, opt Options) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"ready": true})
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, status(src, opt, time.Now()))
+		writeJSON(w, http.StatusOK, status(src, opt, time.Now(), r.URL.Query().Get("key")))
 	})
 	if opt.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{}))
@@ -69,13 +70,18 @@ func Handler(src Source, opt Options) http.Handler {
 	return mux
 }
 
-// Readiness decides /readyz: every key and version has been confirmed
-// current in Redis since start, and Redis answered within the last three
-// intervals.
-func Readiness(statuses []poller.Status, redisOK, now time.Time, interval time.Duration) (bool, string) {
+// Readiness decides /readyz: this replica is doing its job. Its scheduling
+// loop goes round, Redis answered within the last three intervals, and every
+// key and version has been confirmed current in Redis at least once since
+// start, except keys the CDN refuses: a revoked key is the key owner's
+// problem (keys_unauthorized shows it), and holding every replica unready
+// for it would stall a rollout. A key that fails after its first success
+// leaves the replica ready; oldest_success_age_seconds and keys_failing show
+// it.
+func Readiness(statuses []poller.Status, redisOK, alive, now time.Time, interval time.Duration) (bool, string) {
 	pending, example := 0, ""
 	for _, s := range statuses {
-		if !s.Confirmed {
+		if !s.Confirmed && !s.Unauthorized {
 			pending++
 			if example == "" {
 				example = fmt.Sprintf("%s %s: %s", s.Key, s.Version, orDash(s.LastOutcome))
@@ -85,6 +91,8 @@ func Readiness(statuses []poller.Status, redisOK, now time.Time, interval time.D
 	switch {
 	case len(statuses) == 0:
 		return false, "no SDK keys configured"
+	case alive.IsZero() || now.Sub(alive) > LivenessWindow:
+		return false, "scheduling loop not running"
 	case pending > 0:
 		return false, fmt.Sprintf("%d of %d key/version pairs not yet confirmed current in Redis (e.g. %s)", pending, len(statuses), example)
 	case redisOK.IsZero():
@@ -108,22 +116,30 @@ type keyStatus struct {
 	LcutAgeSeconds float64 `json:"lcut_age_seconds,omitempty"`
 }
 
-func status(src Source, opt Options, now time.Time) map[string]any {
-	var keys []keyStatus
-	for _, s := range src.Statuses() {
+// status is /status: one snapshot of every key's status (taken once: it is
+// built under the scheduler's lock), filtered to the keys whose redacted name
+// starts with keyFilter when that is set.
+func status(src Source, opt Options, now time.Time, keyFilter string) map[string]any {
+	statuses := src.Statuses()
+	redisOK, alive := src.RedisOK(), src.Alive()
+	ready, reason := Readiness(statuses, redisOK, alive, now, opt.Interval)
+	keys := make([]keyStatus, 0, len(statuses))
+	for _, s := range statuses {
+		if keyFilter != "" && !strings.HasPrefix(s.Key, keyFilter) {
+			continue
+		}
 		ks := keyStatus{Status: s}
 		if s.Lcut > 0 {
 			ks.LcutAgeSeconds = now.Sub(time.UnixMilli(s.Lcut)).Seconds()
 		}
 		keys = append(keys, ks)
 	}
-	ready, reason := Readiness(src.Statuses(), src.RedisOK(), now, opt.Interval)
 	out := map[string]any{
 		"version":       opt.Version,
 		"ready":         ready,
 		"keys":          keys,
-		"redis_ok_at":   src.RedisOK(),
-		"loop_alive_at": src.Alive(),
+		"redis_ok_at":   redisOK,
+		"loop_alive_at": alive,
 	}
 	if !ready {
 		out["not_ready_reason"] = reason

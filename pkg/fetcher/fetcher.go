@@ -18,7 +18,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/statsig-populator/statsig-populator/pkg/config"
 	"github.com/statsig-populator/statsig-populator/pkg/keys"
 )
 
@@ -36,8 +35,9 @@ const (
 	RateLimited
 	// Transient: network errors, timeouts, 408, 5xx: worth another try soon.
 	Transient
-	// Rejected: an answer we must not store (bad payload, protobuf, delta,
-	// unknown encoding, too large) or an unexpected status code.
+	// Rejected: an answer we must not store (bad or future-dated payload,
+	// corrupt gzip, "no updates" to a request without sinceTime, protobuf,
+	// delta, unknown encoding, too large) or an unexpected status code.
 	Rejected
 )
 
@@ -48,20 +48,32 @@ func (o Outcome) String() string { return outcomeNames[o] }
 // Result is everything the scheduler needs to know about one fetch.
 type Result struct {
 	Outcome Outcome
-	// Class refines the outcome for metrics and logs, e.g. "http_503",
-	// "timeout", "invalid_payload:wrong_shape". Empty for successes.
+	// Class refines the outcome for logs, e.g. "http_503", "timeout",
+	// "invalid_payload:wrong_shape". Empty for successes. Its values are not
+	// bounded (every status code has one): metrics use Label.
 	Class string
+	// Label is the fetch's bounded metric label, always one of Labels.
+	Label string
 	// Status is the HTTP status code, 0 when no response arrived.
 	Status int
 	// Body is the exact decompressed payload when Outcome is Updated.
 	Body []byte
 	Meta Meta
 	// Cursor is the lcut to send as sinceTime next time: the x-since-time
-	// header when valid, else the body time. 0 when unknown.
+	// header when valid and not beyond the clock skew, else the body time.
+	// 0 when unknown.
 	Cursor int64
-	// HeaderMismatch is set when x-since-time and the body time disagree.
+	// HeaderLcut is the x-since-time header as received when it is a
+	// positive integer, else 0; for logs (it may differ from Cursor).
+	HeaderLcut int64
+	// HeaderMismatch is set when x-since-time and the body time disagree, or
+	// when x-since-time lies beyond the clock skew and was ignored.
 	HeaderMismatch bool
-	// RetryAfter is the server's Retry-After on a 429 or 503, 0 when absent.
+	// CacheHit is the x-cache-hit header of a 200: a hint only, the body
+	// decides whether there was an update.
+	CacheHit bool
+	// RetryAfter is the server's Retry-After on any answer other than 200,
+	// 0 when absent or unusable, never more than MaxRetryAfterHint.
 	RetryAfter time.Duration
 	// Err describes a failure; it never contains the SDK key.
 	Err error
@@ -76,7 +88,16 @@ type Options struct {
 	// Transport overrides the HTTP transport (proxy, extra CAs); nil means
 	// NewTransport(concurrency 64).
 	Transport http.RoundTripper
+	// MaxClockSkew is how far ahead of Now a payload's time (or x-since-time)
+	// may be; 0 or less means DefaultMaxClockSkew.
+	MaxClockSkew time.Duration
+	// Now is the clock, for tests; nil means time.Now.
+	Now func() time.Time
 }
+
+// MaxRetryAfterHint bounds Result.RetryAfter: a Retry-After further out is
+// read as this much, so that no header can silence a key for longer.
+const MaxRetryAfterHint = 24 * time.Hour
 
 // Client fetches payloads. It is safe for concurrent use.
 type Client struct {
@@ -84,6 +105,8 @@ type Client struct {
 	baseErr error
 	timeout time.Duration
 	max     int64
+	skew    time.Duration
+	now     func() time.Time
 	// header is every request's header, shared read-only by all of them
 	// (RoundTrippers must not modify a request).
 	header http.Header
@@ -95,17 +118,6 @@ type Client struct {
 	rt http.RoundTripper
 }
 
-// OptionsFrom is the CDN client configuration of the worker's settings.
-func OptionsFrom(cfg config.Config, userAgent string) Options {
-	return Options{
-		BaseURL:         cfg.APIURL,
-		Timeout:         cfg.FetchTimeout,
-		MaxPayloadBytes: cfg.MaxPayloadBytes,
-		UserAgent:       userAgent,
-		Transport:       NewTransport(cfg.PollConcurrency, cfg.CDNRootCAs),
-	}
-}
-
 // New returns a Client.
 func New(o Options) *Client {
 	rt := o.Transport
@@ -115,11 +127,19 @@ func New(o Options) *Client {
 	c := &Client{
 		timeout: o.Timeout,
 		max:     o.MaxPayloadBytes,
+		skew:    o.MaxClockSkew,
+		now:     o.Now,
 		header: http.Header{
 			"User-Agent":      {o.UserAgent},
 			"Accept-Encoding": {"gzip"}, // never br or statsig-br: only JSON is stored
 		},
 		rt: rt,
+	}
+	if c.skew <= 0 {
+		c.skew = DefaultMaxClockSkew
+	}
+	if c.now == nil {
+		c.now = time.Now
 	}
 	c.baseURL, c.baseErr = url.Parse(strings.TrimRight(o.BaseURL, "/"))
 	if c.baseErr == nil && (c.baseURL.Scheme == "" || c.baseURL.Host == "") {
@@ -133,7 +153,7 @@ func New(o Options) *Client {
 // proxies from HTTPS_PROXY/NO_PROXY, 10 s to connect and to get response headers
 // (the whole request is bounded by the Client timeout). rootCAs replaces the
 // system roots when not nil. Compression is left to the Client, which asks for
-// gzip and decodes it itself into a buffer of the payload's final size.
+// gzip and decodes it itself (readBody), never trusting the sizes announced.
 func NewTransport(maxConns int, rootCAs *x509.CertPool) *http.Transport {
 	return &http.Transport{
 		DisableCompression:    true,
@@ -183,6 +203,12 @@ func (c *Client) request(ctx context.Context, k keys.SDKKey, v keys.Version, sin
 // Fetch asks for k's payload of version v. sinceTime > 0 makes the request
 // conditional: the CDN answers "no updates" unless its lcut is newer.
 func (c *Client) Fetch(ctx context.Context, k keys.SDKKey, v keys.Version, sinceTime int64) Result {
+	res := c.fetch(ctx, k, v, sinceTime)
+	res.Label = label(res)
+	return res
+}
+
+func (c *Client) fetch(ctx context.Context, k keys.SDKKey, v keys.Version, sinceTime int64) Result {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	req, err := c.request(ctx, k, v, sinceTime)
@@ -194,62 +220,101 @@ func (c *Client) Fetch(ctx context.Context, k keys.SDKKey, v keys.Version, since
 		return c.networkFailure(ctx, k, err)
 	}
 	defer resp.Body.Close()
-	res := c.classify(ctx, k, v, resp)
+	res := c.classify(ctx, k, v, sinceTime, resp)
 	if res.Outcome != Updated {
 		drain(resp.Body)
 	}
 	return res
 }
 
-func (c *Client) classify(ctx context.Context, k keys.SDKKey, v keys.Version, resp *http.Response) Result {
+func (c *Client) classify(ctx context.Context, k keys.SDKKey, v keys.Version, sinceTime int64, resp *http.Response) Result {
 	st := resp.StatusCode
-	switch {
-	case st == http.StatusUnauthorized || st == http.StatusForbidden:
-		return c.failure(k, Unauthorized, "http_"+strconv.Itoa(st), st, fmt.Errorf("CDN answered %d: key is invalid, revoked or not a server key", st))
-	case st == http.StatusTooManyRequests:
-		r := c.failure(k, RateLimited, "http_429", st, errors.New("CDN answered 429: rate limited"))
-		r.RetryAfter = retryAfter(resp.Header.Get("Retry-After"))
+	if st != http.StatusOK {
+		r := c.statusFailure(k, st)
+		// Any answer may say when to ask again; the scheduler decides
+		// whether to listen (it does on 429, 408 and 5xx).
+		r.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), c.now())
 		return r
-	case st == http.StatusRequestTimeout || st >= 500 && st != http.StatusNotImplemented:
-		r := c.failure(k, Transient, "http_"+strconv.Itoa(st), st, fmt.Errorf("CDN answered %d", st))
-		r.RetryAfter = retryAfter(resp.Header.Get("Retry-After"))
-		return r
-	case st != http.StatusOK:
-		// 204 and 304 are not part of the protocol; 400, 404, 501 and the rest
-		// are not fixed by asking again soon.
-		return c.failure(k, Rejected, "http_"+strconv.Itoa(st), st, fmt.Errorf("CDN answered %d", st))
 	}
 
 	if reason := refusedFormat(resp); reason != "" {
 		return c.failure(k, Rejected, "unsupported_format", st, errors.New(reason))
 	}
-	headerLcut, headerOK := parseHeaderLcut(resp.Header.Get("X-Since-Time"))
-	if strings.EqualFold(resp.Header.Get("X-Cache-Hit"), "true") {
-		return Result{Outcome: NoUpdate, Status: st, Cursor: headerLcut}
+	res := c.readPayload(ctx, k, v, sinceTime, resp)
+	// A proxy may tag a cached full answer as a hit as well as a cached
+	// "no updates": only the body says which one it is.
+	res.CacheHit = strings.EqualFold(resp.Header.Get("X-Cache-Hit"), "true")
+	return res
+}
+
+// statusFailure is the Result of an answer other than 200.
+func (c *Client) statusFailure(k keys.SDKKey, st int) Result {
+	class := "http_" + strconv.Itoa(st)
+	switch {
+	case st == http.StatusUnauthorized || st == http.StatusForbidden:
+		return c.failure(k, Unauthorized, class, st, fmt.Errorf("CDN answered %d: key is invalid, revoked or not a server key", st))
+	case st == http.StatusTooManyRequests:
+		return c.failure(k, RateLimited, class, st, errors.New("CDN answered 429: rate limited"))
+	case st == http.StatusRequestTimeout || st >= 500 && st <= 599 && st != http.StatusNotImplemented:
+		return c.failure(k, Transient, class, st, fmt.Errorf("CDN answered %d", st))
 	}
+	// 204 and 304 are not part of the protocol; 400, 404, 501, codes past
+	// 599 and the rest are not fixed by asking again soon.
+	return c.failure(k, Rejected, class, st, fmt.Errorf("CDN answered %d", st))
+}
+
+// readPayload reads and judges the body of a 200.
+func (c *Client) readPayload(ctx context.Context, k keys.SDKKey, v keys.Version, sinceTime int64, resp *http.Response) Result {
+	const st = http.StatusOK
 	if resp.ContentLength > c.max {
 		return c.failure(k, Rejected, "too_large", st, fmt.Errorf("payload of %d bytes exceeds MAX_PAYLOAD_BYTES (%d)", resp.ContentLength, c.max))
 	}
 	body, err := readBody(resp.Body, strings.ToLower(resp.Header.Get("Content-Encoding")), c.max, resp.ContentLength)
 	if err != nil {
-		if errors.Is(err, errTooLarge) {
+		var ip *InvalidPayloadError
+		switch {
+		case errors.Is(err, errTooLarge):
 			return c.failure(k, Rejected, "too_large", st, fmt.Errorf("payload exceeds MAX_PAYLOAD_BYTES (%d)", c.max))
+		case errors.As(err, &ip):
+			return c.invalid(k, ip)
 		}
 		return c.networkFailure(ctx, k, fmt.Errorf("reading body: %w", err))
 	}
-	meta, err := Validate(body, v, k.HashedSDKKeyUsed())
-	if err == errNoUpdate {
-		return Result{Outcome: NoUpdate, Status: st, Cursor: headerLcut}
+
+	// The clock is read after the download, which may have taken a while.
+	now := c.now()
+	headerLcut, headerOK := parseHeaderLcut(resp.Header.Get("X-Since-Time"))
+	// A future x-since-time must not become the cursor: the CDN would
+	// answer "no updates" to it until the clock caught up.
+	headerFuture := headerOK && checkTime(headerLcut, now, c.skew) != nil
+	useHeader := headerOK && !headerFuture
+
+	meta, ip := validate(body, v, k.HashedSDKKeyUsed())
+	var res Result
+	switch {
+	case ip == errNoUpdate && sinceTime <= 0:
+		// Asked for everything and told "nothing new": nothing to confirm.
+		res = c.invalid(k, invalid("no_update_unconditional", "CDN answered 'no updates' to a request without sinceTime"))
+	case ip == errNoUpdate:
+		res = Result{Outcome: NoUpdate, Status: st, HeaderMismatch: headerFuture}
+		if useHeader {
+			res.Cursor = headerLcut
+		}
+	case ip != nil:
+		res = c.invalid(k, ip)
+	default:
+		if ip := checkTime(meta.Time, now, c.skew); ip != nil {
+			res = c.invalid(k, ip)
+			break
+		}
+		res = Result{Outcome: Updated, Status: st, Body: body, Meta: meta, Cursor: meta.Time, HeaderMismatch: headerFuture}
+		if useHeader {
+			res.Cursor = headerLcut
+			res.HeaderMismatch = headerLcut != meta.Time
+		}
 	}
-	if err != nil {
-		var ip *InvalidPayloadError
-		errors.As(err, &ip)
-		return c.failure(k, Rejected, "invalid_payload:"+ip.Reason, st, err)
-	}
-	res := Result{Outcome: Updated, Status: st, Body: body, Meta: meta, Cursor: meta.Time}
 	if headerOK {
-		res.Cursor = headerLcut
-		res.HeaderMismatch = headerLcut != meta.Time
+		res.HeaderLcut = headerLcut
 	}
 	return res
 }
@@ -289,19 +354,40 @@ func parseHeaderLcut(s string) (int64, bool) {
 	return n, true
 }
 
-func retryAfter(s string) time.Duration {
+// retryAfter reads a Retry-After value (RFC 9110, section 10.2.3) as a wait
+// from now, always within [0, MaxRetryAfterHint]: delay-seconds are digits
+// only, and a number too large for any type still means "a long time" (the
+// hint); anything unreadable, negative or in the past means no hint (0).
+func retryAfter(s string, now time.Time) time.Duration {
+	s = strings.Trim(s, " \t")
 	if s == "" {
 		return 0
 	}
-	if secs, err := strconv.Atoi(strings.TrimSpace(s)); err == nil && secs > 0 {
+	if isDigits(s) {
+		// Digits only, so ParseInt can fail by range alone.
+		secs, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || secs > int64(MaxRetryAfterHint/time.Second) {
+			return MaxRetryAfterHint
+		}
 		return time.Duration(secs) * time.Second
 	}
-	if t, err := http.ParseTime(s); err == nil {
-		if d := time.Until(t); d > 0 {
-			return d
+	t, err := http.ParseTime(s) // IMF-fixdate, RFC 850 or asctime
+	switch {
+	case err != nil || !t.After(now):
+		return 0
+	case t.After(now.Add(MaxRetryAfterHint)):
+		return MaxRetryAfterHint
+	}
+	return t.Sub(now)
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
 		}
 	}
-	return 0
+	return s != ""
 }
 
 func (c *Client) networkFailure(ctx context.Context, k keys.SDKKey, err error) Result {
@@ -320,9 +406,23 @@ func (c *Client) networkFailure(ctx context.Context, k keys.SDKKey, err error) R
 	return c.failure(k, Transient, class, 0, err)
 }
 
-// failure builds a failed Result whose error text cannot contain the key.
+// invalid is the Rejected Result of a 200 whose body must not be stored.
+func (c *Client) invalid(k keys.SDKKey, ip *InvalidPayloadError) Result {
+	return c.failure(k, Rejected, "invalid_payload:"+ip.Reason, http.StatusOK, ip)
+}
+
+// failure builds a failed Result whose error text cannot contain the key. An
+// *InvalidPayloadError keeps its type, so that callers can read its Reason
+// with errors.As.
 func (c *Client) failure(k keys.SDKKey, o Outcome, class string, status int, err error) Result {
-	msg := strings.ReplaceAll(err.Error(), k.Reveal(), k.Redacted())
-	msg = strings.ReplaceAll(msg, url.PathEscape(k.Reveal()), k.Redacted())
-	return Result{Outcome: o, Class: class, Status: status, Err: errors.New(msg)}
+	redact := func(s string) string {
+		s = strings.ReplaceAll(s, k.Reveal(), k.Redacted())
+		return strings.ReplaceAll(s, url.PathEscape(k.Reveal()), k.Redacted())
+	}
+	if ip, ok := err.(*InvalidPayloadError); ok {
+		err = &InvalidPayloadError{Reason: ip.Reason, Detail: redact(ip.Detail)}
+	} else {
+		err = errors.New(redact(err.Error()))
+	}
+	return Result{Outcome: o, Class: class, Status: status, Err: err}
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
+	"time"
 
 	"github.com/statsig-populator/statsig-populator/pkg/keys"
 )
@@ -32,7 +34,7 @@ func (e *InvalidPayloadError) Error() string {
 	return "invalid payload: " + e.Reason + ": " + e.Detail
 }
 
-func invalid(reason, format string, args ...any) error {
+func invalid(reason, format string, args ...any) *InvalidPayloadError {
 	return &InvalidPayloadError{Reason: reason, Detail: fmt.Sprintf(format, args...)}
 }
 
@@ -53,6 +55,16 @@ var errNoUpdate = &InvalidPayloadError{Reason: "no_update"}
 //     layer_configs in arrays, v2 in objects and also needs condition_map and
 //     experiment_to_layer; a response_format naming the other version is refused.
 func Validate(body []byte, v keys.Version, hashedKey string) (Meta, error) {
+	meta, ip := validate(body, v, hashedKey)
+	if ip != nil {
+		return Meta{}, ip
+	}
+	return meta, nil
+}
+
+// validate is Validate with the error's type in its signature, so that the
+// Fetch path reads Reason without a type assertion that could come up empty.
+func validate(body []byte, v keys.Version, hashedKey string) (Meta, *InvalidPayloadError) {
 	if !json.Valid(body) {
 		return Meta{}, invalid("not_json", "body is not valid JSON (%d bytes)", len(body))
 	}
@@ -66,7 +78,7 @@ func Validate(body []byte, v keys.Version, hashedKey string) (Meta, error) {
 		shapes       = map[string]byte{}
 		requiredKind = shapeRules[v]
 	)
-	err := eachMember(body, func(name string, value []byte) {
+	ip := eachMember(body, func(name string, value []byte) {
 		switch name {
 		case "has_updates":
 			hasUpdates = value
@@ -84,8 +96,8 @@ func Validate(body []byte, v keys.Version, hashedKey string) (Meta, error) {
 			}
 		}
 	})
-	if err != nil {
-		return Meta{}, err
+	if ip != nil {
+		return Meta{}, ip
 	}
 	if !bytes.Equal(hasUpdates, []byte("true")) {
 		return Meta{}, errNoUpdate
@@ -128,6 +140,36 @@ func Validate(body []byte, v keys.Version, hashedKey string) (Meta, error) {
 	return meta, nil
 }
 
+// DefaultMaxClockSkew is how far ahead of the worker's clock a payload's time
+// may be when Options.MaxClockSkew is 0.
+const DefaultMaxClockSkew = time.Hour
+
+// CheckTime refuses an lcut (epoch milliseconds) more than skew ahead of now,
+// with an *InvalidPayloadError of reason future_time; it returns nil
+// otherwise. A negative skew counts as 0. Such an lcut must never be stored:
+// the write guard replaces a payload only with a newer one, so every real
+// update would be refused until the clock caught up. The arithmetic saturates:
+// no lcut, clock or skew can overflow it into accepting.
+func CheckTime(lcutMillis int64, now time.Time, skew time.Duration) error {
+	if ip := checkTime(lcutMillis, now, skew); ip != nil {
+		return ip
+	}
+	return nil
+}
+
+func checkTime(lcutMillis int64, now time.Time, skew time.Duration) *InvalidPayloadError {
+	skewMillis := max(skew, 0).Milliseconds()
+	nowMillis := now.UnixMilli()
+	limit := int64(math.MaxInt64)
+	if nowMillis <= math.MaxInt64-skewMillis {
+		limit = nowMillis + skewMillis
+	}
+	if lcutMillis <= limit {
+		return nil
+	}
+	return invalid("future_time", "time %d is more than %s ahead of this worker's clock (%d)", lcutMillis, max(skew, 0), nowMillis)
+}
+
 // shapeRules lists, per version, the members that must be present and the
 // first byte their value must start with ('[' array, '{' object).
 var shapeRules = map[keys.Version]map[string]byte{
@@ -159,7 +201,7 @@ func parseMillis(b []byte) (int64, error) {
 // eachMember calls fn for every member of the top-level object in body, which
 // must already be known to be valid JSON. The value slice aliases body. A later
 // duplicate member overrides an earlier one, as in the SDKs' parsers.
-func eachMember(body []byte, fn func(name string, value []byte)) error {
+func eachMember(body []byte, fn func(name string, value []byte)) *InvalidPayloadError {
 	i := skipSpace(body, 0)
 	if i >= len(body) || body[i] != '{' {
 		return invalid("not_object", "body is not a JSON object")

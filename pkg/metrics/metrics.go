@@ -4,7 +4,6 @@
 package metrics
 
 import (
-	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +35,9 @@ type Metrics struct {
 	keysConfigured  prometheus.Gauge
 	perKeyLcut      *prometheus.GaugeVec // nil unless per-key series are enabled
 }
+
+// RedisOps are the values of redis_errors_total's op label.
+var RedisOps = []string{"inspect", "write", "touch", "delete"}
 
 // New registers every collector (plus the Go and process collectors) on a new
 // registry. perKey adds statsig_populator_key_lcut_seconds{key,version} with
@@ -73,6 +75,11 @@ func New(perKey bool) *Metrics {
 		keysConfigured: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "keys_configured",
 			Help: "SDK keys currently configured."}),
 	}
+	// Every operation's series exists from the start at 0, so that an alert
+	// on its increase sees the first error.
+	for _, op := range RedisOps {
+		m.redisErrors.WithLabelValues(op)
+	}
 	r.MustRegister(m.fetches, m.fetchDuration, m.writes, m.payloadBytes, m.writtenBytes, m.propagation,
 		m.invalidPayloads, m.lcutMismatch, m.redisErrors, m.leader, m.keysConfigured)
 	if perKey {
@@ -81,22 +88,6 @@ func New(perKey bool) *Metrics {
 		r.MustRegister(m.perKeyLcut)
 	}
 	return m
-}
-
-// FetchOutcomeLabel maps a fetch class to a bounded label value: HTTP codes
-// collapse into http_4xx/http_5xx except the ones that matter alone.
-func FetchOutcomeLabel(class string) string {
-	switch {
-	case strings.HasPrefix(class, "invalid_payload"):
-		return "invalid_payload"
-	case class == "http_429", class == "http_401", class == "http_403", class == "http_408":
-		return class
-	case strings.HasPrefix(class, "http_5"):
-		return "http_5xx"
-	case strings.HasPrefix(class, "http_"):
-		return "http_4xx"
-	}
-	return class
 }
 
 type hotKey struct{ version, outcome string }
@@ -215,10 +206,59 @@ func (m *Metrics) ForgetKey(redactedKey, version string) {
 	m.perKeyLcut.DeleteLabelValues(redactedKey, version)
 }
 
-// RegisterGaugeFunc adds a gauge computed at scrape time.
-func (m *Metrics) RegisterGaugeFunc(name, help string, f func() float64) {
+// KeyHealth is what the health gauges report, computed at scrape time from
+// one snapshot of every key's status.
+type KeyHealth struct {
+	// Unauthorized counts the SDK keys the CDN refuses (401/403).
+	Unauthorized int
+	// Failing counts the key/version pairs whose last poll failed, by the
+	// outcome of that poll; unauthorized keys are counted above instead.
+	Failing map[string]int
+	// OldestSuccessAge is the longest time, in seconds, any authorized
+	// key/version pair polled by this replica has gone without a successful
+	// poll (since start for one that never had one).
+	OldestSuccessAge float64
+	// OldestLcutAge is the age, in seconds, of the oldest lcut held in Redis.
+	OldestLcutAge float64
+}
+
+var (
+	keysUnauthorizedDesc = prometheus.NewDesc(ns+"_keys_unauthorized",
+		"SDK keys the CDN currently refuses (401/403).", nil, nil)
+	keysFailingDesc = prometheus.NewDesc(ns+"_keys_failing",
+		"Key/version pairs whose last poll failed, by the outcome of that poll (unauthorized keys excluded).", []string{"outcome"}, nil)
+	oldestSuccessDesc = prometheus.NewDesc(ns+"_oldest_success_age_seconds",
+		"Longest time any authorized key/version pair polled by this replica has gone without a successful poll (0 on a follower).", nil, nil)
+	oldestLcutDesc = prometheus.NewDesc(ns+"_oldest_lcut_age_seconds",
+		"Age of the oldest lcut held in Redis across keys and versions (0 before the first poll): the last config change, not the last refresh.", nil, nil)
+)
+
+// healthCollector turns one KeyHealth per scrape into the health gauges.
+type healthCollector struct{ read func() KeyHealth }
+
+func (c healthCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- keysUnauthorizedDesc
+	ch <- keysFailingDesc
+	ch <- oldestSuccessDesc
+	ch <- oldestLcutDesc
+}
+
+func (c healthCollector) Collect(ch chan<- prometheus.Metric) {
+	h := c.read()
+	ch <- prometheus.MustNewConstMetric(keysUnauthorizedDesc, prometheus.GaugeValue, float64(h.Unauthorized))
+	for outcome, n := range h.Failing {
+		ch <- prometheus.MustNewConstMetric(keysFailingDesc, prometheus.GaugeValue, float64(n), outcome)
+	}
+	ch <- prometheus.MustNewConstMetric(oldestSuccessDesc, prometheus.GaugeValue, h.OldestSuccessAge)
+	ch <- prometheus.MustNewConstMetric(oldestLcutDesc, prometheus.GaugeValue, h.OldestLcutAge)
+}
+
+// RegisterHealth adds the health gauges (keys_unauthorized, keys_failing,
+// oldest_success_age_seconds, oldest_lcut_age_seconds), computed by read at
+// every scrape.
+func (m *Metrics) RegisterHealth(read func() KeyHealth) {
 	if m == nil {
 		return
 	}
-	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: name, Help: help}, f))
+	m.Registry.MustRegister(healthCollector{read})
 }

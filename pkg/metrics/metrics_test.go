@@ -27,16 +27,24 @@ func TestFetchCountsPerSeries(t *testing.T) {
 	}
 }
 
-func TestOutcomeLabelsAreBounded(t *testing.T) {
-	for class, want := range map[string]string{
-		"http_503": "http_5xx", "http_599": "http_5xx", "http_404": "http_4xx", "http_429": "http_429",
-		"invalid_payload:wrong_shape": "invalid_payload", "timeout": "timeout",
-	} {
-		if got := FetchOutcomeLabel(class); got != want {
-			t.Errorf("%s → %s, want %s", class, got, want)
-		}
+func TestHealthGauges(t *testing.T) {
+	m := New(false)
+	m.RegisterHealth(func() KeyHealth {
+		return KeyHealth{Unauthorized: 2, Failing: map[string]int{"http_5xx": 3, "timeout": 1}, OldestSuccessAge: 42, OldestLcutAge: 7}
+	})
+	text, err := testutil.GatherAndCount(m.Registry, "statsig_populator_keys_failing")
+	if err != nil || text != 2 {
+		t.Fatalf("keys_failing series = %d (%v), want 2", text, err)
 	}
-	if strings.Contains(FetchOutcomeLabel("http_200"), "200") {
-		t.Error("status codes leak into labels")
+	want := `
+# HELP statsig_populator_keys_unauthorized SDK keys the CDN currently refuses (401/403).
+# TYPE statsig_populator_keys_unauthorized gauge
+statsig_populator_keys_unauthorized 2
+# HELP statsig_populator_oldest_success_age_seconds Longest time any authorized key/version pair polled by this replica has gone without a successful poll (0 on a follower).
+# TYPE statsig_populator_oldest_success_age_seconds gauge
+statsig_populator_oldest_success_age_seconds 42
+`
+	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(want), "statsig_populator_keys_unauthorized", "statsig_populator_oldest_success_age_seconds"); err != nil {
+		t.Error(err)
 	}
 }

@@ -29,7 +29,9 @@ func TestNeverBackInTime(t *testing.T) {
 	h := newHarness(t, Options{})
 	future := keys.Targets("", testKey, keys.V1, allSch)[0].Key // hashed v1
 	older := keys.Targets("", testKey, keys.V2, allSch)[1].Key  // prefix v2
-	h.rdb.HSet(ctx, future, "config", "planted by a newer writer", "lcut", "9999999999999", "encoding", "plain_text")
+	// Newer than anything the CDN serves here, but not beyond the clock skew
+	// (such a key would count as pinned and not be polled at all).
+	h.rdb.HSet(ctx, future, "config", "planted by a newer writer", "lcut", "1701000000000", "encoding", "plain_text")
 	h.rdb.HSet(ctx, older, "config", "planted long ago", "lcut", "5", "encoding", "plain_text")
 
 	h.run()
@@ -39,7 +41,7 @@ func TestNeverBackInTime(t *testing.T) {
 		h.cdn.Change(testKey, 1000)
 		h.waitFor("change", 5*time.Second, func() bool { return h.hash(older)["config"] == h.body(testKey, keys.V2) })
 	}
-	if got := h.hash(future); got["config"] != "planted by a newer writer" || got["lcut"] != "9999999999999" {
+	if got := h.hash(future); got["config"] != "planted by a newer writer" || got["lcut"] != "1701000000000" {
 		t.Fatalf("a payload with a newer lcut was overwritten: %.100v", got)
 	}
 
@@ -51,7 +53,11 @@ func TestNeverBackInTime(t *testing.T) {
 	for _, name := range []string{older} {
 		h.rdb.HSet(ctx, name, want) // ...except where Redis still holds the newer payload
 	}
-	time.Sleep(4 * h.opt.Interval)
+	h.cdn.ResetLog()
+	// Prove the older answers were served and acted on before judging.
+	h.waitFor("older payloads served", 5*time.Second, func() bool {
+		return len(h.cdn.RequestsFor(testKey, keys.V2)) >= 3 && h.status(testKey, keys.V2).LastOutcome == "stale_skipped"
+	})
 	if got := h.hash(older); got["lcut"] != want["lcut"] || got["config"] != want["config"] {
 		t.Fatalf("older CDN payload replaced a newer one: lcut %s -> %s", want["lcut"], got["lcut"])
 	}
@@ -138,13 +144,32 @@ func TestBadUpstreamKeepsGoodData(t *testing.T) {
 	}
 }
 
+// targetsExist counts k's sfp targets that exist in Redis.
+func (h *harness) targetsExist(k keys.SDKKey) int {
+	n := 0
+	for _, v := range allVers {
+		for _, tg := range keys.Targets("", k, v, allSch) {
+			n += int(h.rdb.Exists(context.Background(), tg.Key).Val())
+		}
+	}
+	return n
+}
+
+// requests counts the CDN's answers to k (v1) since the log was reset.
+func (h *harness) requests(k keys.SDKKey) int {
+	return len(h.cdn.RequestsFor(k, keys.V1))
+}
+
 func TestUnauthorizedKeepsOrDeletes(t *testing.T) {
+	const deleteAfter = 600 * time.Millisecond
 	for _, del := range []bool{false, true} {
-		h := newHarness(t, Options{DeleteOnUnauthorized: del})
+		h := newHarness(t, Options{DeleteOnUnauthorized: del, UnauthorizedRecheck: 100 * time.Millisecond, UnauthorizedDeleteAfter: deleteAfter})
 		h.run()
 		h.waitFor("initial sync", 5*time.Second, h.allCurrent)
+		h.cdn.ResetLog()
 		h.cdn.Revoke(testKey, 403)
 		h.cdn.Change(testKey, 1)
+		refusedAt := time.Now()
 		h.waitFor("unauthorized status", 3*time.Second, func() bool {
 			for _, s := range h.poller.Statuses() {
 				if s.Key == testKey.Redacted() && !s.Unauthorized {
@@ -153,24 +178,50 @@ func TestUnauthorizedKeepsOrDeletes(t *testing.T) {
 			}
 			return true
 		})
+		// One refusal proves little (a proxy's error page): nothing is
+		// deleted yet, whatever the setting.
+		if n := h.targetsExist(testKey); n != 4 || time.Since(refusedAt) >= deleteAfter {
+			t.Fatalf("DELETE_ON_UNAUTHORIZED=%v: %d of 4 targets after the first refusal (%v in)", del, n, time.Since(refusedAt))
+		}
 		for _, s := range h.poller.Statuses() {
 			if s.Key == testKey.Redacted() {
-				if wait := time.Until(s.NextPoll); wait < 4*time.Minute {
-					t.Errorf("unauthorized key polled again in %v, want about 5 minutes", wait)
+				if wait := time.Until(s.NextPoll); wait > 2*h.opt.Interval {
+					t.Errorf("unauthorized key polled again in %v, want the recheck period", wait)
 				}
 			}
 		}
-		for _, v := range allVers {
-			for _, tg := range keys.Targets("", testKey, v, allSch) {
-				exists := h.rdb.Exists(context.Background(), tg.Key).Val() == 1
-				if exists == del {
-					t.Errorf("DELETE_ON_UNAUTHORIZED=%v: %s exists=%v", del, tg.Key, exists)
-				}
-			}
+		// Refused without a break for longer than deleteAfter and more
+		// than three rechecks, while the other key is fine.
+		h.waitFor("rechecks past the threshold", 10*time.Second, func() bool {
+			return h.requests(testKey) > MinUnauthorizedRechecks+1 && time.Since(refusedAt) > deleteAfter+h.opt.Interval
+		})
+		if del {
+			h.waitFor("entries deleted", 3*time.Second, func() bool { return h.targetsExist(testKey) == 0 })
+		} else if n := h.targetsExist(testKey); n != 4 {
+			t.Errorf("DELETE_ON_UNAUTHORIZED=false: %d of 4 targets left", n)
 		}
 		if !h.current(otherKey) {
 			t.Error("the other key was affected")
 		}
+	}
+}
+
+// When every key is refused at once, the fault is upstream (a proxy's 403
+// page, a CDN incident), not in the keys: nothing is deleted.
+func TestEveryKeyRefusedDeletesNothing(t *testing.T) {
+	h := newHarness(t, Options{DeleteOnUnauthorized: true, UnauthorizedRecheck: 100 * time.Millisecond, UnauthorizedDeleteAfter: 300 * time.Millisecond})
+	h.run()
+	h.waitFor("initial sync", 5*time.Second, h.allCurrent)
+	h.cdn.ResetLog()
+	h.cdn.Revoke(testKey, 403)
+	h.cdn.Revoke(otherKey, 403)
+	refusedAt := time.Now()
+	h.waitFor("many rechecks of both keys past the threshold", 10*time.Second, func() bool {
+		return h.requests(testKey) > 2*MinUnauthorizedRechecks && h.requests(otherKey) > 2*MinUnauthorizedRechecks &&
+			time.Since(refusedAt) > time.Second
+	})
+	if a, b := h.targetsExist(testKey), h.targetsExist(otherKey); a != 4 || b != 4 {
+		t.Errorf("every key refused: %d and %d of 4 targets left, want all", a, b)
 	}
 }
 
@@ -214,4 +265,72 @@ func TestOtherFormats(t *testing.T) {
 	h.waitFor("change in every format", 3*h.opt.Interval, h.allCurrent)
 	h.redis.FlushAll()
 	h.waitFor("restored after FLUSHALL", 2*h.opt.Interval, h.allCurrent)
+}
+
+// setAll writes lcut and a payload into every sfp target of k by hand, as
+// another writer (or a bad payload of the past) would have.
+func (h *harness) setAll(k keys.SDKKey, lcut int64) {
+	for _, v := range allVers {
+		for _, tg := range keys.Targets("", k, v, allSch) {
+			h.rdb.HSet(context.Background(), tg.Key, "config", h.body(k, v), "lcut", strconv.FormatInt(lcut, 10), "encoding", "plain_text")
+		}
+	}
+}
+
+func (h *harness) status(k keys.SDKKey, v keys.Version) Status {
+	for _, s := range h.poller.Statuses() {
+		if s.Key == k.Redacted() && s.Version == v {
+			return s
+		}
+	}
+	h.t.Fatalf("no status for %s %s", k, v)
+	return Status{}
+}
+
+// A key whose Redis entries hold an lcut far in the future (a payload dated
+// 2100 written before the worker refused such payloads) can never be
+// updated: the worker says so instead of reporting success, and rewrites
+// the key once an operator removes the entries.
+func TestFutureLcutInRedisIsReported(t *testing.T) {
+	h := newHarness(t, Options{})
+	h.setAll(testKey, 4102444800000)
+	h.run()
+	h.waitFor("the other key written", 5*time.Second, func() bool { return h.current(otherKey) })
+	h.waitFor("the pinned key reported", 5*time.Second, func() bool {
+		st := h.status(testKey, keys.V1)
+		return st.FutureLcut && st.LastOutcome == "future_lcut"
+	})
+	st := h.status(testKey, keys.V2)
+	if st.Current || st.Confirmed || st.LastError == "" {
+		t.Errorf("pinned key status %+v, want not current with an error", st)
+	}
+	if n := len(h.cdn.RequestsFor(testKey, keys.V1)); n != 0 {
+		t.Errorf("%d fetches for a pinned key: nothing it could write", n)
+	}
+	// The README's recovery: delete the entries; the next poll rewrites them.
+	for _, v := range allVers {
+		for _, tg := range keys.Targets("", testKey, v, allSch) {
+			h.rdb.Del(context.Background(), tg.Key)
+		}
+	}
+	h.waitFor("rewritten after the entries were removed", 3*time.Second, func() bool { return h.current(testKey) })
+	if st := h.status(testKey, keys.V1); st.FutureLcut || !st.Current {
+		t.Errorf("after recovery: %+v", st)
+	}
+}
+
+// An outcome is "updated" only when a target was written: a full payload
+// that every target already holds, or holds newer, is not.
+func TestUpdatedOnlyWhenWritten(t *testing.T) {
+	h := newHarness(t, Options{})
+	h.cdn.SetFault(testKey, fakecdn.Fault{IgnoreSinceTime: true}) // a full body on every poll
+	h.run()
+	h.waitFor("initial sync", 5*time.Second, h.allCurrent)
+	h.waitFor("a full body Redis already holds", 3*time.Second, func() bool { return h.status(testKey, keys.V1).LastOutcome == "unchanged" })
+	// Another writer went ahead (a newer lcut, not a future one).
+	h.setAll(testKey, h.cdn.Project(testKey).Lcut+5000)
+	h.waitFor("an older full body", 3*time.Second, func() bool { return h.status(testKey, keys.V1).LastOutcome == "stale_skipped" })
+	if st := h.status(testKey, keys.V1); !st.Current || st.FutureLcut {
+		t.Errorf("status %+v", st)
+	}
 }

@@ -1,6 +1,7 @@
 package poller
 
 import (
+	"math"
 	"time"
 
 	"github.com/statsig-populator/statsig-populator/pkg/writer"
@@ -53,6 +54,12 @@ const (
 	// DefaultUnauthorizedRecheck is how often a key the CDN refuses is asked
 	// again, unless configured otherwise.
 	DefaultUnauthorizedRecheck = 5 * time.Minute
+	// DefaultUnauthorizedDeleteAfter is how long a key must be refused without
+	// a break before DELETE_ON_UNAUTHORIZED deletes it, unless configured
+	// otherwise: three re-checks at the default pace.
+	DefaultUnauthorizedDeleteAfter = 15 * time.Minute
+	// DefaultMaxClockSkew is how far ahead of the clock an lcut may be.
+	DefaultMaxClockSkew = time.Hour
 	// Patience is how long a key may keep failing before its retries are
 	// allowed to fall behind the poll interval. Shorter faults heal within an
 	// interval or two of ending; longer ones back off to spare a CDN in trouble.
@@ -61,7 +68,71 @@ const (
 	MaxBackoff = 3 * time.Minute
 	// MaxRateLimitDelay caps the delay after 429s (Retry-After included).
 	MaxRateLimitDelay = 10 * time.Minute
+	// MaxRetryAfter caps the server's Retry-After for every status: it is a
+	// hint, and one absurd header (a date in the year 9999, a year in
+	// seconds) must not park a key. The cap is this or the poll interval,
+	// whichever is larger.
+	MaxRetryAfter = 10 * time.Minute
+	// MinUnauthorizedRechecks is how many re-checks must refuse a key, after
+	// the first refusal, before DELETE_ON_UNAUTHORIZED may delete it.
+	MinUnauthorizedRechecks = 3
 )
+
+// capRetryAfter bounds a server's Retry-After to [0, max(MaxRetryAfter,
+// interval)].
+func capRetryAfter(d, interval time.Duration) time.Duration {
+	return min(max(d, 0), max(MaxRetryAfter, interval))
+}
+
+// addSaturating is a+d on the Poller's clock, saturating instead of
+// wrapping around: a schedule that overflows would make a job due forever
+// or never.
+func addSaturating(a int64, d time.Duration) int64 {
+	if d > 0 && a > math.MaxInt64-int64(d) {
+		return math.MaxInt64
+	}
+	if d < 0 && a < math.MinInt64-int64(d) {
+		return math.MinInt64
+	}
+	return a + int64(d)
+}
+
+// futureLcut reports whether an lcut (epoch ms) lies more than skew ahead of
+// now. Such a payload pins its key: the write guard refuses every real
+// update, which is older.
+func futureLcut(lcutMillis int64, now time.Time, skew time.Duration) bool {
+	limit := now.UnixMilli()
+	if s := skew.Milliseconds(); s > 0 && limit <= math.MaxInt64-s {
+		limit += s
+	} else if s > 0 {
+		limit = math.MaxInt64
+	}
+	return lcutMillis > limit
+}
+
+// unauthorizedInput is what shouldDeleteUnauthorized decides from.
+type unauthorizedInput struct {
+	// refusedFor is how long the key has been refused without a break.
+	refusedFor time.Duration
+	// refusals counts the consecutive 401/403 answers, this one included.
+	refusals int
+	// deleteAfter is UNAUTHORIZED_DELETE_AFTER.
+	deleteAfter time.Duration
+	// othersRefused is true when every other configured key is refused too
+	// (or there is no other key): then the refusal says more about the
+	// upstream or a proxy than about this key.
+	othersRefused bool
+}
+
+// shouldDeleteUnauthorized decides whether DELETE_ON_UNAUTHORIZED deletes a
+// refused key's entries now. A single 401/403 proves little (a proxy's HTML
+// error page, a CDN incident), and a delete cannot be undone until the key
+// is valid again, so the key must have been refused without a break for
+// deleteAfter and at least MinUnauthorizedRechecks re-checks, while some other
+// key is still accepted.
+func shouldDeleteUnauthorized(in unauthorizedInput) bool {
+	return in.refusedFor >= in.deleteAfter && in.refusals > MinUnauthorizedRechecks && !in.othersRefused
+}
 
 // delayInput is what nextDelay decides from.
 type delayInput struct {
@@ -97,6 +168,7 @@ const Jitter = 0.02
 // reaches Redis within 1.02 intervals of happening, and on average exactly
 // one poll per interval.
 func nextDelay(in delayInput) time.Duration {
+	in.retryAfter = capRetryAfter(in.retryAfter, in.interval)
 	jittered := func(d time.Duration) time.Duration {
 		return time.Duration(float64(d) * (1 + Jitter*(2*in.u-1)))
 	}

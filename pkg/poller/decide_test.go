@@ -2,6 +2,7 @@ package poller
 
 import (
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -75,6 +76,13 @@ func TestNextDelay(t *testing.T) {
 		{"429 honours Retry-After", delayInput{kind: kindRateLimited, backoff: time.Second, retryAfter: 2 * time.Minute}, 2 * time.Minute},
 		{"persistent 429 backs off 4x further than errors", delayInput{kind: kindRateLimited, backoff: 30 * time.Second, failingFor: long}, 2 * time.Minute},
 		{"429 is capped", delayInput{kind: kindRateLimited, backoff: 3 * time.Minute, retryAfter: time.Hour, failingFor: long}, MaxRateLimitDelay},
+		// Retry-After is a hint capped for every status: a 503 saying "in a
+		// year" (or in the year 9999, which saturates) must not park a key.
+		{"503 Retry-After of a year is capped", delayInput{kind: kindRetry, backoff: time.Second, retryAfter: 365 * 24 * time.Hour}, MaxRetryAfter},
+		{"503 Retry-After at the duration limit is capped", delayInput{kind: kindRetry, backoff: time.Second, retryAfter: math.MaxInt64}, MaxRetryAfter},
+		{"429 Retry-After at the duration limit is capped", delayInput{kind: kindRateLimited, backoff: time.Second, retryAfter: math.MaxInt64}, MaxRateLimitDelay},
+		{"negative Retry-After is ignored", delayInput{kind: kindRetry, backoff: 2 * time.Second, retryAfter: -time.Hour}, 2 * time.Second},
+		{"the cap grows with a long interval", delayInput{kind: kindRetry, interval: time.Hour, backoff: time.Second, retryAfter: 5 * time.Hour}, time.Hour},
 		{"unauthorized rechecks every 5 minutes", delayInput{kind: kindUnauthorized, u: 0.5}, 5 * time.Minute},
 		{"unauthorized never sooner than the interval", delayInput{kind: kindUnauthorized, interval: time.Hour, u: 0.5}, time.Hour},
 	}
@@ -147,5 +155,69 @@ func TestSchedule(t *testing.T) {
 	s.allDue(3)
 	if j, ok := s.popDue(3); !ok || j == nil {
 		t.Fatal("allDue did not make jobs due")
+	}
+}
+
+func TestAddSaturating(t *testing.T) {
+	cases := []struct {
+		a    int64
+		d    time.Duration
+		want int64
+	}{
+		{10, 5, 15},
+		{math.MaxInt64 - 1, 10, math.MaxInt64},
+		{1 << 62, math.MaxInt64, math.MaxInt64},
+		{math.MinInt64 + 1, -10, math.MinInt64},
+		{5, -3, 2},
+	}
+	for _, c := range cases {
+		if got := addSaturating(c.a, c.d); got != c.want {
+			t.Errorf("addSaturating(%d, %d) = %d, want %d", c.a, c.d, got, c.want)
+		}
+	}
+}
+
+func TestFutureLcut(t *testing.T) {
+	now := time.UnixMilli(1_700_000_000_000)
+	cases := []struct {
+		name string
+		lcut int64
+		skew time.Duration
+		want bool
+	}{
+		{"now", now.UnixMilli(), time.Hour, false},
+		{"within the skew", now.Add(59 * time.Minute).UnixMilli(), time.Hour, false},
+		{"at the skew", now.Add(time.Hour).UnixMilli(), time.Hour, false},
+		{"just beyond", now.Add(time.Hour).UnixMilli() + 1, time.Hour, true},
+		{"year 2100", 4_102_444_800_000, time.Hour, true},
+		{"int64 max", math.MaxInt64, time.Hour, true},
+		{"int64 max with the largest skew", math.MaxInt64, math.MaxInt64, true},
+		{"2100 within a skew of three centuries", 4_102_444_800_000, math.MaxInt64, false},
+		{"the past", 1, time.Hour, false},
+	}
+	for _, c := range cases {
+		if got := futureLcut(c.lcut, now, c.skew); got != c.want {
+			t.Errorf("%s: futureLcut = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestShouldDeleteUnauthorized(t *testing.T) {
+	const after = 15 * time.Minute
+	cases := []struct {
+		name string
+		in   unauthorizedInput
+		want bool
+	}{
+		{"first refusal", unauthorizedInput{refusedFor: 0, refusals: 1, deleteAfter: after}, false},
+		{"long enough but too few rechecks", unauthorizedInput{refusedFor: time.Hour, refusals: 3, deleteAfter: after}, false},
+		{"enough rechecks but too short", unauthorizedInput{refusedFor: 14 * time.Minute, refusals: 10, deleteAfter: after}, false},
+		{"refused for long, three rechecks", unauthorizedInput{refusedFor: after, refusals: 4, deleteAfter: after}, true},
+		{"every key refused: an upstream or proxy fault", unauthorizedInput{refusedFor: time.Hour, refusals: 20, deleteAfter: after, othersRefused: true}, false},
+	}
+	for _, c := range cases {
+		if got := shouldDeleteUnauthorized(c.in); got != c.want {
+			t.Errorf("%s: shouldDeleteUnauthorized = %v, want %v", c.name, got, c.want)
+		}
 	}
 }

@@ -14,8 +14,8 @@ func TestSetKeysAddsAndRemoves(t *testing.T) {
 	third := keys.MustParse("secret-third-key-0000000000")
 	for _, del := range []bool{false, true} {
 		h := newHarness(t, Options{Keys: []keys.SDKKey{testKey}, DeleteRemovedKeys: del})
-		h.cdn.SetProject(otherKey, fakecdn.Project{Lcut: 1800000000000, Value: 1})
-		h.cdn.SetProject(third, fakecdn.Project{Lcut: 1800000000000, Value: 1})
+		h.cdn.SetProject(otherKey, fakecdn.Project{Lcut: 1700000100000, Value: 1})
+		h.cdn.SetProject(third, fakecdn.Project{Lcut: 1700000100000, Value: 1})
 		h.run()
 		h.waitFor("initial sync", 5*time.Second, func() bool { return h.current(testKey) })
 

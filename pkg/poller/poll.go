@@ -3,6 +3,8 @@ package poller
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -10,7 +12,6 @@ import (
 
 	"github.com/statsig-populator/statsig-populator/pkg/fetcher"
 	"github.com/statsig-populator/statsig-populator/pkg/keys"
-	"github.com/statsig-populator/statsig-populator/pkg/metrics"
 	"github.com/statsig-populator/statsig-populator/pkg/writer"
 )
 
@@ -26,14 +27,25 @@ type outcome struct {
 	cursor     int64 // new cursor after a success (0 = keep)
 	written    int   // target keys written
 	reset      bool  // forget cursor and lcut (entries deleted)
+	future     bool  // Redis holds an lcut beyond the clock skew
 }
 
 // poll runs one poll of j: decide what to ask, fetch, write what changed.
 // stored is what the batch's Inspect found for j's targets.
 func (p *Poller) poll(ctx context.Context, j *job, stored []writer.Stored, inspectErr error) {
-	v := string(j.version)
+	v := string(j.version())
 	if inspectErr != nil {
 		p.finish(j, outcome{kind: kindRedisRetry, label: "redis_error", err: inspectErr})
+		return
+	}
+	if lcut := maxLcut(stored); futureLcut(lcut, time.Now(), p.opt.MaxClockSkew) {
+		// Nothing the CDN sends can replace it (the write guard refuses
+		// anything older), so fetching would only cost downloads: say so
+		// until an operator resets or removes the entry (README,
+		// "Recovering a key with a future lcut"); the next poll after that
+		// rewrites it.
+		p.finish(j, outcome{kind: kindRedisRetry, label: "future_lcut", future: true,
+			err: fmt.Errorf("Redis holds lcut %d, more than MAX_CLOCK_SKEW ahead of this clock: no real update can replace it; see README 'Recovering a key with a future lcut'", lcut)})
 		return
 	}
 	if !p.opt.Gate.Leading() {
@@ -54,67 +66,97 @@ func (p *Poller) poll(ctx context.Context, j *job, stored []writer.Stored, inspe
 	since := sinceTime(cursor, confirmed, stored)
 
 	start := time.Now()
-	res := p.fetch.Fetch(ctx, j.key, j.version, since)
-	label := res.Outcome.String()
-	if res.Class != "" {
-		label = metrics.FetchOutcomeLabel(res.Class)
-	}
+	res := p.fetch.Fetch(ctx, j.key, j.version(), since)
+	p.metrics.Fetch(v, res.Label, time.Since(start).Seconds())
 	if errors.Is(ctx.Err(), context.Canceled) && res.Outcome != fetcher.Updated {
 		// Shutting down: the fetch was cut short on purpose; not a failure.
 		p.finish(j, outcome{kind: kindNotPolled, label: "canceled"})
 		return
 	}
-	p.metrics.Fetch(v, label, time.Since(start).Seconds())
 
 	switch res.Outcome {
 	case fetcher.Updated:
 		p.metrics.Payload(v, len(res.Body))
 		if res.HeaderMismatch {
 			p.metrics.LcutMismatch(v)
-			p.log.Warn().Str("sdk_key", j.name).Str("version", v).Int64("header_lcut", res.Cursor).
-				Int64("body_time", res.Meta.Time).Msg("x-since-time differs from the payload time; storing the payload time")
+			p.log.Warn().Str("sdk_key", j.name).Str("version", v).Int64("header_lcut", res.HeaderLcut).
+				Int64("body_time", res.Meta.Time).Int64("cursor", res.Cursor).
+				Msg("x-since-time differs from the payload time (or lies beyond the clock skew); storing the payload time")
 		}
-		p.finish(j, p.apply(ctx, j, res, stored))
+		p.finish(j, p.apply(ctx, j, res, stored, since > 0))
 	case fetcher.NoUpdate:
-		if since == 0 {
-			// Asked for everything and told "nothing new": nothing to confirm.
-			p.metrics.Invalid(v, "no_update_unconditional")
-			p.finish(j, outcome{kind: kindRetry, label: "no_update_unconditional",
-				err: errors.New("CDN answered 'no updates' to a request without sinceTime")})
-			return
-		}
 		if err := p.touch(ctx, j, nil); err != nil {
 			p.finish(j, outcome{kind: kindRedisRetry, label: "redis_error", err: err})
 			return
 		}
-		p.finish(j, outcome{kind: kindSuccess, label: "no_update", lcut: minLcut(stored)})
+		p.finish(j, outcome{kind: kindSuccess, label: res.Label, lcut: minLcut(stored)})
 	case fetcher.Unauthorized:
-		o := outcome{kind: kindUnauthorized, label: "unauthorized", err: res.Err}
-		if p.opt.DeleteOnUnauthorized {
-			if err := p.deleteEntries(ctx, j, "key unauthorized (DELETE_ON_UNAUTHORIZED)"); err != nil {
-				o.err = errors.Join(o.err, err)
-			} else {
-				o.reset = true
-			}
-		}
-		p.finish(j, o)
+		p.finish(j, p.refused(ctx, j, res))
 	case fetcher.RateLimited:
-		p.finish(j, outcome{kind: kindRateLimited, label: label, err: res.Err, retryAfter: res.RetryAfter})
+		p.finish(j, outcome{kind: kindRateLimited, label: res.Label, err: res.Err, retryAfter: res.RetryAfter})
 	default:
 		var ip *fetcher.InvalidPayloadError
-		if errors.As(res.Err, &ip) {
+		switch {
+		case errors.As(res.Err, &ip):
 			p.metrics.Invalid(v, ip.Reason)
-		} else if res.Outcome == fetcher.Rejected {
-			p.metrics.Invalid(v, res.Class)
+		case res.Outcome == fetcher.Rejected && res.Status == http.StatusOK:
+			p.metrics.Invalid(v, res.Label) // unsupported_format, too_large
 		}
-		p.finish(j, outcome{kind: kindRetry, label: label, err: res.Err, retryAfter: res.RetryAfter})
+		p.finish(j, outcome{kind: kindRetry, label: res.Label, err: res.Err, retryAfter: res.RetryAfter})
 	}
+}
+
+// refused handles a 401/403: the key is re-checked rarely, and with
+// DELETE_ON_UNAUTHORIZED its entries are deleted once shouldDeleteUnauthorized
+// says the refusal is the key's own and has lasted.
+func (p *Poller) refused(ctx context.Context, j *job, res fetcher.Result) outcome {
+	o := outcome{kind: kindUnauthorized, label: res.Label, err: res.Err}
+	now := p.clock()
+	if j.refusedSince == 0 {
+		j.refusedSince = max(now, 1) // 0 means not refused
+	}
+	j.refusals++
+	if !p.opt.DeleteOnUnauthorized || j.refusedDeleted {
+		return o
+	}
+	in := unauthorizedInput{refusedFor: time.Duration(now - j.refusedSince), refusals: int(j.refusals),
+		deleteAfter: p.opt.UnauthorizedDeleteAfter, othersRefused: p.othersRefused(j)}
+	if !shouldDeleteUnauthorized(in) {
+		if j.refusals == 1 {
+			p.log.Warn().Str("sdk_key", j.name).Str("version", string(j.version())).Dur("delete_after", p.opt.UnauthorizedDeleteAfter).
+				Int("rechecks", MinUnauthorizedRechecks).Msg("key refused; its entries are deleted only if it stays refused (DELETE_ON_UNAUTHORIZED) while other keys are accepted")
+		}
+		return o
+	}
+	if err := p.deleteEntries(ctx, j, "key refused without a break (DELETE_ON_UNAUTHORIZED)"); err != nil {
+		o.err = errors.Join(o.err, err)
+		return o
+	}
+	j.refusedDeleted = true
+	o.reset = true
+	return o
+}
+
+// othersRefused reports whether every configured key other than j's is
+// currently refused (true when there is no other key).
+func (p *Poller) othersRefused(j *job) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, o := range p.jobs {
+		if o.key != j.key && !o.st.unauthorized {
+			return false
+		}
+	}
+	return true
 }
 
 // apply writes a validated payload to every target that holds less, deletes
 // the statsig-br siblings, and refreshes TTLs.
-func (p *Poller) apply(ctx context.Context, j *job, res fetcher.Result, stored []writer.Stored) outcome {
-	v := string(j.version)
+// conditional says the fetch carried sinceTime: only then is the write a
+// fresh change whose propagation delay means something (a first sync or a
+// heal rewrites lcuts that may be weeks old).
+func (p *Poller) apply(ctx context.Context, j *job, res fetcher.Result, stored []writer.Stored, conditional bool) outcome {
+	v := string(j.version())
 	// Writes run to completion even during shutdown: each is one atomic script.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opt.RedisTimeout)
 	defer cancel()
@@ -150,7 +192,9 @@ func (p *Poller) apply(ctx context.Context, j *job, res fetcher.Result, stored [
 			held[i] = res.Meta.Time
 			written++
 			p.metrics.Write(v, "written", len(res.Body))
-			p.metrics.Propagation(v, time.Since(time.UnixMilli(res.Meta.Time)).Seconds())
+			if conditional {
+				p.metrics.Propagation(v, time.Since(time.UnixMilli(res.Meta.Time)).Seconds())
+			}
 		default:
 			held[i] = wr.Stored
 			untouched = append(untouched, t)
@@ -185,11 +229,22 @@ func (p *Poller) apply(ctx context.Context, j *job, res fetcher.Result, stored [
 		p.log.Info().Str("sdk_key", j.name).Str("version", v).Int64("lcut", res.Meta.Time).
 			Int("bytes", len(res.Body)).Int("keys_written", written).Msg("payload written")
 	}
-	lcut := held[0]
+	lcut, newest := held[0], held[0]
 	for _, h := range held {
-		lcut = min(lcut, h)
+		lcut, newest = min(lcut, h), max(newest, h)
 	}
-	return outcome{kind: kindSuccess, label: "updated", lcut: lcut, cursor: res.Cursor, written: written}
+	// "updated" only when something was written: a payload every target
+	// already held is "unchanged", and one older than what Redis holds is
+	// "stale_skipped" (another writer went ahead).
+	label := "updated"
+	switch {
+	case written > 0:
+	case newest > res.Meta.Time:
+		label = "stale_skipped"
+	default:
+		label = "unchanged"
+	}
+	return outcome{kind: kindSuccess, label: label, lcut: lcut, cursor: res.Cursor, written: written}
 }
 
 // touch refreshes the TTL of j's targets after a successful poll (only those
@@ -232,7 +287,7 @@ func (p *Poller) deleteEntries(ctx context.Context, j *job, why string) error {
 		p.metrics.RedisError("delete")
 		return err
 	}
-	p.log.Warn().Str("sdk_key", j.name).Str("version", string(j.version)).Str("reason", why).Msg("Redis entries deleted")
+	p.log.Warn().Str("sdk_key", j.name).Str("version", string(j.version())).Str("reason", why).Msg("Redis entries deleted")
 	return nil
 }
 
@@ -249,6 +304,9 @@ func (p *Poller) finish(j *job, o outcome) {
 	}
 	if o.kind == kindFollower && prevOutcome != "" && !strings.HasPrefix(prevOutcome, "follower") {
 		st.failures, st.lastError = 0, ""
+	}
+	if o.kind != kindNotPolled {
+		st.futureLcut = o.future
 	}
 	switch o.kind {
 	case kindSuccess:
@@ -278,19 +336,22 @@ func (p *Poller) finish(j *job, o outcome) {
 	}
 	failures, lcut := int(st.failures), st.lcut
 	p.mu.Unlock()
+	if o.kind != kindUnauthorized && o.kind != kindNotPolled {
+		j.refusedSince, j.refusals, j.refusedDeleted = 0, 0, false
+	}
 
 	if o.kind == kindSuccess {
-		p.metrics.KeyLcut(j.name, string(j.version), lcut)
+		p.metrics.KeyLcut(j.name, string(j.version()), lcut)
 	}
 	// Events are built only at enabled levels: a steady-state poll logs
 	// nothing and allocates nothing here.
 	switch {
 	case o.kind == kindSuccess && prevFailures > 0:
-		p.log.Info().Str("sdk_key", j.name).Str("version", string(j.version)).Int("after_failures", prevFailures).
+		p.log.Info().Str("sdk_key", j.name).Str("version", string(j.version())).Int("after_failures", prevFailures).
 			Int64("lcut", lcut).Msg("key recovered")
 	case o.kind == kindSuccess || o.kind == kindNotPolled || o.kind == kindFollower:
 		if e := p.log.Debug(); e.Enabled() {
-			e.Str("sdk_key", j.name).Str("version", string(j.version)).Str("outcome", o.label).Int64("lcut", lcut).Msg("polled")
+			e.Str("sdk_key", j.name).Str("version", string(j.version())).Str("outcome", o.label).Int64("lcut", lcut).Msg("polled")
 		}
 	default:
 		lvl := zerolog.DebugLevel
@@ -298,11 +359,20 @@ func (p *Poller) finish(j *job, o outcome) {
 			lvl = zerolog.WarnLevel // a new failure or a different one: say it once
 		}
 		if e := p.log.WithLevel(lvl); e.Enabled() {
-			e.Str("sdk_key", j.name).Str("version", string(j.version)).Str("outcome", o.label).
+			e.Str("sdk_key", j.name).Str("version", string(j.version())).Str("outcome", o.label).
 				Int("consecutive_failures", failures).Err(o.err).Msg("poll failed; Redis keeps the last good payload")
 		}
 	}
 	p.reschedule(j, o.kind, o.retryAfter)
+}
+
+// maxLcut is the newest lcut among the targets, 0 when none holds one.
+func maxLcut(stored []writer.Stored) int64 {
+	var m int64
+	for _, s := range stored {
+		m = max(m, s.Lcut)
+	}
+	return m
 }
 
 func minLcut(stored []writer.Stored) int64 {

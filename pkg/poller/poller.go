@@ -17,7 +17,6 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
 
-	"github.com/statsig-populator/statsig-populator/pkg/config"
 	"github.com/statsig-populator/statsig-populator/pkg/fetcher"
 	"github.com/statsig-populator/statsig-populator/pkg/keys"
 	"github.com/statsig-populator/statsig-populator/pkg/metrics"
@@ -60,7 +59,14 @@ type Options struct {
 	// UnauthorizedRecheck is how often a 401/403 key is asked again; default
 	// DefaultUnauthorizedRecheck.
 	UnauthorizedRecheck time.Duration
-	DeleteRemovedKeys   bool
+	// UnauthorizedDeleteAfter is how long a key must be refused without a
+	// break before DeleteOnUnauthorized deletes its entries; default
+	// DefaultUnauthorizedDeleteAfter.
+	UnauthorizedDeleteAfter time.Duration
+	// MaxClockSkew is how far ahead of the clock a stored lcut may be before
+	// the key counts as pinned; default DefaultMaxClockSkew.
+	MaxClockSkew      time.Duration
+	DeleteRemovedKeys bool
 	// BatchWindow groups polls due within this window into one wake-up and one
 	// Redis round trip; default min(Interval/100, 100ms).
 	BatchWindow time.Duration
@@ -101,14 +107,20 @@ type Poller struct {
 type job struct {
 	key     keys.SDKKey
 	name    string // the key's redacted form, computed once
-	version keys.Version
-	targets []keys.Target
+	targets []keys.Target // at least one; all of the job's version
 	backoff *backoff.ExponentialBackOff // nil while healthy
 
 	next         int64 // when to poll, on the Poller's clock
 	failingSince int64 // when the current run of failures began, on the Poller's clock; 0 when healthy
 	removed      bool  // its key left the configuration; guarded by the queue's lock
 	spread       bool  // its first success placed it at a random point of the interval
+	// refusedSince is when the current run of 401/403 answers began, on the
+	// Poller's clock (0 when the key is not refused), refusals how many
+	// there were, and refusedDeleted whether DELETE_ON_UNAUTHORIZED has
+	// deleted the entries during this run.
+	refusedSince   int64
+	refusals       int32
+	refusedDeleted bool
 
 	st state
 }
@@ -118,21 +130,28 @@ type job struct {
 type state struct {
 	lcut, cursor                    int64
 	lastPoll, lastSuccess, nextPoll int64
+	configured                      int64 // when the job was made
 	lastOutcome, lastError          string
 	failures                        int32
 	current, confirmed              bool
 	unauthorized                    bool
+	futureLcut                      bool
 }
+
+// version is the job's payload version, read from its targets rather than
+// kept twice: the job stays within its allocation size class.
+func (j *job) version() keys.Version { return j.targets[0].Version }
 
 // status expands the job's state; the caller holds Poller.mu.
 func (j *job) status() Status {
 	return Status{
-		Key: j.name, Version: j.version,
+		Key: j.name, Version: j.version(),
 		Lcut: j.st.lcut, Cursor: j.st.cursor,
 		LastOutcome: j.st.lastOutcome, LastError: j.st.lastError,
 		LastPoll: unixTime(j.st.lastPoll), LastSuccess: unixTime(j.st.lastSuccess), NextPoll: unixTime(j.st.nextPoll),
 		ConsecutiveFailures: int(j.st.failures),
 		Current:             j.st.current, Confirmed: j.st.confirmed, Unauthorized: j.st.unauthorized,
+		FutureLcut: j.st.futureLcut, ConfiguredAt: unixTime(j.st.configured),
 	}
 }
 
@@ -165,22 +184,13 @@ type Status struct {
 	// Confirmed is true once Current has been true since start.
 	Confirmed    bool `json:"confirmed"`
 	Unauthorized bool `json:"unauthorized"`
-}
-
-// OptionsFrom is the poller configuration of the worker's settings; gate is
-// nil when every poll may write.
-func OptionsFrom(cfg config.Config, gate Gate) Options {
-	return Options{
-		Keys:                 cfg.SDKKeys,
-		Versions:             cfg.Versions,
-		Layout:               cfg.Layout,
-		Interval:             cfg.PollInterval,
-		Concurrency:          cfg.PollConcurrency,
-		DeleteOnUnauthorized: cfg.DeleteOnUnauthorized,
-		UnauthorizedRecheck:  cfg.UnauthorizedRecheck,
-		DeleteRemovedKeys:    cfg.DeleteRemovedKeys,
-		Gate:                 gate,
-	}
+	// FutureLcut is true while a target holds an lcut more than
+	// MAX_CLOCK_SKEW ahead of the clock: the key is pinned until the entry is
+	// removed (README, "Recovering a key with a future lcut").
+	FutureLcut bool `json:"future_lcut,omitempty"`
+	// ConfiguredAt is when the key was configured (the start, or when the
+	// keys file added it).
+	ConfiguredAt time.Time `json:"configured_at"`
 }
 
 // New returns a Poller for opt.Keys × opt.Versions.
@@ -200,8 +210,21 @@ func New(opt Options, f Fetcher, s Store, log zerolog.Logger, m *metrics.Metrics
 	if opt.UnauthorizedRecheck <= 0 {
 		opt.UnauthorizedRecheck = DefaultUnauthorizedRecheck
 	}
+	if opt.UnauthorizedDeleteAfter <= 0 {
+		opt.UnauthorizedDeleteAfter = DefaultUnauthorizedDeleteAfter
+	}
+	if opt.MaxClockSkew <= 0 {
+		opt.MaxClockSkew = DefaultMaxClockSkew
+	}
 	if opt.Concurrency <= 0 {
 		opt.Concurrency = 64
+	}
+	// Every job needs a target (its version is read from them).
+	if len(opt.Layout.Formats) == 0 {
+		opt.Layout.Formats = []keys.Format{keys.SFP}
+	}
+	if len(opt.Layout.Schemas) == 0 {
+		opt.Layout.Schemas = []keys.Schema{keys.Hashed}
 	}
 	if opt.Gate == nil {
 		opt.Gate = alwaysLeading{}
@@ -217,7 +240,8 @@ func New(opt Options, f Fetcher, s Store, log zerolog.Logger, m *metrics.Metrics
 }
 
 func (p *Poller) newJob(k keys.SDKKey, v keys.Version) *job {
-	return &job{key: k, name: k.Redacted(), version: v, targets: p.opt.Layout.Targets(k, v)}
+	return &job{key: k, name: k.Redacted(), targets: p.opt.Layout.Targets(k, v),
+		st: state{configured: time.Now().UnixNano()}}
 }
 
 // newBackoff is a failing job's retry schedule: 1 s doubling to MaxBackoff,
@@ -264,8 +288,8 @@ func (p *Poller) Run(ctx context.Context) error {
 		p.heartbeat.Store(time.Now().UnixNano())
 		now := p.clock()
 		// Wake at least every second so the heartbeat shows the loop alive.
-		at := q.sleepUntil(now + int64(time.Second))
-		timer.Reset(max(time.Duration(at-now), 0))
+		at := q.sleepUntil(now + int64(heartbeat))
+		timer.Reset(min(max(time.Duration(at-now), 0), heartbeat))
 		select {
 		case <-ctx.Done():
 			if n := q.waitIdle(p.opt.ShutdownGrace); n > 0 {
@@ -289,6 +313,10 @@ func (p *Poller) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// heartbeat is the longest the scheduling loop ever sleeps: /healthz sees it
+// go round at least this often, whatever the schedule holds.
+const heartbeat = time.Second
 
 // clock is the monotonic time since the Poller was made, in nanoseconds:
 // cheap to compare in the heap, and immune to wall-clock jumps.
@@ -370,7 +398,7 @@ func (p *Poller) applyKeys(ctx context.Context, q *queue) {
 	}
 	q.remove(removed)
 	for _, j := range removed {
-		p.metrics.ForgetKey(j.name, string(j.version))
+		p.metrics.ForgetKey(j.name, string(j.version()))
 	}
 	p.metrics.SetKeys(nKeys)
 	if len(added)+len(removed) == 0 {
@@ -513,7 +541,7 @@ func (p *Poller) reschedule(j *job, k kind, retryAfter time.Duration) {
 	}
 	delay := nextDelay(delayInput{kind: k, interval: p.opt.Interval, recheck: p.opt.UnauthorizedRecheck, backoff: b,
 		retryAfter: retryAfter, failingFor: failingFor, first: first, u: rand.Float64()})
-	j.next = clock + int64(delay)
+	j.next = addSaturating(clock, delay)
 	p.mu.Lock()
 	j.st.nextPoll = now.Add(delay).UnixNano()
 	p.mu.Unlock()

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/statsig-populator/statsig-populator/bench/benchapi"
+	"github.com/statsig-populator/statsig-populator/internal/wiring"
 	"github.com/statsig-populator/statsig-populator/pkg/config"
 	"github.com/statsig-populator/statsig-populator/pkg/fetcher"
 	"github.com/statsig-populator/statsig-populator/pkg/logging"
@@ -57,13 +58,13 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	f := fetcher.New(fetcher.OptionsFrom(cfg, "statsig-populator/bench"))
+	f := fetcher.New(wiring.FetcherOptions(cfg, "statsig-populator/bench"))
 	w := writer.New(rdb, cfg.KeyTTL)
 	if *bigReps > 0 {
 		bigPayload(cfg, f, w, *fake, *bigReps)
 		return
 	}
-	p := poller.New(poller.OptionsFrom(cfg, nil), f, w, lg, metrics.New(cfg.MetricsPerKey))
+	p := poller.New(wiring.PollerOptions(cfg, nil), f, w, lg, metrics.New(cfg.MetricsPerKey))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

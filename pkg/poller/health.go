@@ -1,0 +1,45 @@
+package poller
+
+import (
+	"strings"
+	"time"
+
+	"github.com/statsig-populator/statsig-populator/pkg/metrics"
+)
+
+// Health summarises statuses for the health gauges: which keys are refused,
+// which are failing and how, and how long the least recently refreshed key
+// has gone without a successful poll. The last is what shows a key that has
+// stopped refreshing; the age of the oldest lcut is the age of the last
+// config change, days for a quiet project.
+//
+// Pairs last seen as a follower are left out of the success age: a follower
+// polls nothing, and the leader reports it.
+func Health(statuses []Status, now time.Time) metrics.KeyHealth {
+	h := metrics.KeyHealth{Failing: map[string]int{}}
+	refused := map[string]bool{}
+	for _, s := range statuses {
+		if s.Lcut > 0 {
+			h.OldestLcutAge = max(h.OldestLcutAge, now.Sub(time.UnixMilli(s.Lcut)).Seconds())
+		}
+		if s.Unauthorized {
+			refused[s.Key] = true
+			continue
+		}
+		if s.ConsecutiveFailures > 0 {
+			h.Failing[s.LastOutcome]++
+		}
+		if strings.HasPrefix(s.LastOutcome, "follower") {
+			continue
+		}
+		since := s.LastSuccess
+		if since.IsZero() {
+			since = s.ConfiguredAt
+		}
+		if !since.IsZero() {
+			h.OldestSuccessAge = max(h.OldestSuccessAge, now.Sub(since).Seconds())
+		}
+	}
+	h.Unauthorized = len(refused)
+	return h
+}
