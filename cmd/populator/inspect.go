@@ -10,13 +10,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/statsig-populator/statsig-populator/pkg/config"
 	"github.com/statsig-populator/statsig-populator/pkg/fetcher"
 	"github.com/statsig-populator/statsig-populator/pkg/keys"
+	"github.com/statsig-populator/statsig-populator/pkg/logging"
 	"github.com/statsig-populator/statsig-populator/pkg/writer"
 )
 
@@ -143,38 +148,83 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, "populator:", err)
 		return exitError{exitBadConfig}
 	}
-	rdb, _, err := redisClient(cfg)
+	// go-redis logs dial failures and the like to stderr by itself, raw and
+	// once per retry; route them into the worker's log (debug level), as run
+	// does. check reports an unreachable Redis in one line of its own.
+	redis.SetLogger(logging.RedisLogger(logging.New(stderr, cfg.LogLevel, cfg.LogFormat)))
+	// check is one pass of idempotent reads that stops at the first failed
+	// round trip; go-redis's default of 3 command retries, each after its own
+	// round of dial attempts, would only delay that answer by seconds. Dial
+	// attempts (several over ~0.5 s) still ride out a momentary refusal, and
+	// max_retries in REDIS_URL still wins.
+	if cfg.Redis.Tuning.MaxRetries == 0 {
+		cfg.Redis.Tuning.MaxRetries = -1
+	}
+	rdb, target, err := redisClient(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "populator:", err)
 		return exitError{exitBadConfig}
 	}
 	defer rdb.Close()
 	w := writer.New(rdb, 0)
+	// A node-redis value is a zlib stream: inflate no more than the worker
+	// would ever write, so a bomb in the HASH cannot exhaust memory.
+	w.SetMaxPayload(cfg.MaxPayloadBytes)
 
-	var rows []checkRow
-	now := time.Now()
+	type item struct {
+		k keys.SDKKey
+		v keys.Version
+		t keys.Target
+	}
+	var items []item
 	for _, k := range cfg.SDKKeys {
 		for _, v := range cfg.Versions {
 			for _, t := range cfg.Layout.Targets(k, v) {
-				r := checkRow{SDKKey: k.Redacted(), Version: string(v), Format: string(t.Format), Schema: string(t.Schema)}
-				rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				e, err := w.Read(rctx, t)
-				var sibling int64
-				if name := t.BRSibling(); err == nil && name != "" {
-					sibling, err = rdb.Exists(rctx, name).Result()
-				}
-				cancel()
-				if err != nil {
-					r.Problem = "redis: " + err.Error()
-					rows = append(rows, r)
-					continue
-				}
-				inspectEntry(&r, e, v, k, now)
-				if r.ok() && sibling > 0 {
-					r.Problem = "a statsig-br sibling exists: server-core stores with getBytes read it instead"
-				}
-				rows = append(rows, r)
+				items = append(items, item{k, v, t})
 			}
+		}
+	}
+	rows := make([]checkRow, 0, len(items))
+	now := time.Now()
+	// One pipelined round trip per chunk, and only one chunk's payloads in
+	// memory at a time: each is judged, then dropped.
+	for start := 0; start < len(items); start += writer.ReadChunk {
+		chunk := items[start:min(start+writer.ReadChunk, len(items))]
+		targets := make([]keys.Target, len(chunk))
+		for i, it := range chunk {
+			targets[i] = it.t
+		}
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		entries, err := w.ReadMany(rctx, targets)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				fmt.Fprintln(stderr, "populator: check interrupted")
+				return exitError{exitFailure}
+			}
+			// Redis cannot be read: every further read would fail the same
+			// way, after its own retries. Stop at once, and say so in a
+			// way that cannot be mistaken for missing entries.
+			fmt.Fprintf(stderr, "populator: Redis at %s cannot be read (%d of %d entries checked): %s\n",
+				target, start, len(items), redactRedisSecrets(err.Error(), cfg.Redis.Password, cfg.Redis.SentinelPassword))
+			return exitError{exitRedisUnavailable}
+		}
+		for i, it := range chunk {
+			r := checkRow{SDKKey: it.k.Redacted(), Version: string(it.v), Format: string(it.t.Format), Schema: string(it.t.Schema)}
+			e := entries[i]
+			if e.Err != nil {
+				// A *writer.TargetError: it names the target by version,
+				// format and schema, never by its key name.
+				r.Size, r.Lcut, r.TTL = e.Size, e.Lcut, e.TTL
+				r.Problem = e.Err.Error()
+				rows = append(rows, r)
+				continue
+			}
+			inspectEntry(&r, e, it.v, it.k, now, cfg.MaxClockSkew)
+			if r.ok() && e.Sibling {
+				r.Problem = "a statsig-br sibling exists: server-core stores with getBytes read it instead"
+			}
+			rows = append(rows, r)
 		}
 	}
 	failed := 0
@@ -212,8 +262,22 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// inspectEntry fills r from what Redis holds, judging it as an SDK would.
-func inspectEntry(r *checkRow, e writer.Entry, v keys.Version, k keys.SDKKey, now time.Time) {
+// redactRedisSecrets removes the Redis passwords from msg. No go-redis error
+// is known to quote them, but the line goes to a terminal or a CI log, and
+// making sure costs one replace.
+func redactRedisSecrets(msg string, secrets ...string) string {
+	for _, secret := range secrets {
+		if secret != "" {
+			msg = strings.ReplaceAll(msg, secret, "***")
+		}
+	}
+	return msg
+}
+
+// inspectEntry fills r from what Redis holds, judging it as an SDK would,
+// and as the worker's next write would: a stored lcut more than skew ahead of
+// now makes every later write of a current payload a no-op.
+func inspectEntry(r *checkRow, e writer.Entry, v keys.Version, k keys.SDKKey, now time.Time, skew time.Duration) {
 	r.Size, r.Lcut, r.TTL = e.Size, e.Lcut, e.TTL
 	if e.Lcut > 0 {
 		r.LcutAge = now.Sub(time.UnixMilli(e.Lcut))
@@ -232,7 +296,6 @@ func inspectEntry(r *checkRow, e writer.Entry, v keys.Version, k keys.SDKKey, no
 	case errors.As(err, &ip) && ip.Reason == "no_update":
 		r.Valid = "no_update"
 		r.Problem = "holds a 'no updates' body, which SDKs read as an empty project"
-		return
 	default:
 		var top struct {
 			HasUpdates bool `json:"has_updates"`
@@ -240,11 +303,74 @@ func inspectEntry(r *checkRow, e writer.Entry, v keys.Version, k keys.SDKKey, no
 		r.HasUpdates = r.ValidJSON && json.Unmarshal(e.Payload, &top) == nil && top.HasUpdates
 		r.Valid = err.Error()
 		r.Problem = err.Error()
+	}
+	// A future lcut pins the entry whatever the payload (the write scripts
+	// compare lcuts only), so it outranks every other problem: it is the one
+	// that keeps the worker from repairing the others.
+	if p := futureProblem("lcut", e.Lcut, now, skew); p != "" {
+		r.Problem = p
+		return
+	}
+	if r.Problem != "" {
+		return
+	}
+	if p := futureProblem("payload time", r.Time, now, skew); p != "" {
+		r.Problem = p
 		return
 	}
 	if r.Time != r.Lcut {
 		r.Problem = fmt.Sprintf("payload time %d differs from stored lcut %d", r.Time, r.Lcut)
 	}
+}
+
+// futureProblem says why ms (epoch milliseconds) lies more than skew ahead of
+// now, or "" when it does not. The decision is fetcher.CheckTime's, the one
+// that keeps such payloads from being written; how far ahead is worked out
+// here with saturating arithmetic, as a stored lcut may be anything up to
+// MaxInt64.
+func futureProblem(what string, ms int64, now time.Time, skew time.Duration) string {
+	if ms <= 0 || fetcher.CheckTime(ms, now, skew) == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s %d is %s in the future: it would pin the key; see README 'Recovering a key with a future lcut'",
+		what, ms, aheadText(subSat(ms, now.UnixMilli())))
+}
+
+// subSat is a-b, clamped to the int64 range instead of wrapping.
+func subSat(a, b int64) int64 {
+	d := a - b
+	if (b < 0 && d < a) || (b > 0 && d > a) { // the subtraction wrapped
+		if b < 0 {
+			return math.MaxInt64
+		}
+		return math.MinInt64
+	}
+	return d
+}
+
+// aheadText words a span of ms milliseconds the way an operator reads it:
+// years, days, or a duration.
+func aheadText(ms int64) string {
+	const (
+		day  = int64(24 * time.Hour / time.Millisecond)
+		year = day * 36525 / 100 // a Julian year, as time.Duration has none
+	)
+	switch {
+	case ms > math.MaxInt64-year/2: // rounding below would overflow
+		return plural(ms/year, "year")
+	case ms >= year:
+		return plural((ms+year/2)/year, "year")
+	case ms >= day:
+		return plural((ms+day/2)/day, "day")
+	}
+	return (time.Duration(ms) * time.Millisecond).Round(time.Second).String()
+}
+
+func plural(n int64, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return strconv.FormatInt(n, 10) + " " + unit + "s"
 }
 
 func yes(b bool) string {

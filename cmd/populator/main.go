@@ -4,7 +4,8 @@
 //	populator [run]   poll and write until SIGTERM/SIGINT (the default)
 //	populator once    one full cycle; exit 0 when every key is current in Redis
 //	populator keys    the Redis keys written for each SDK key, and their readers
-//	populator check   what Redis holds, read as the SDKs read it; exit 0 when valid
+//	populator check   what Redis holds, read as the SDKs read it; exit 0 when valid,
+//	                  1 when not, 3 when Redis cannot be read
 //	populator healthcheck [--ready]  probe the local admin port (exit 0/1)
 //	populator version print the version
 //	populator help    list subcommands and environment variables
@@ -46,6 +47,10 @@ const (
 	exitOK        = 0
 	exitFailure   = 1 // a run or check found keys not current, or a runtime failure
 	exitBadConfig = 2 // invalid configuration or usage
+	// check could not read Redis at all (down, unreachable, refused the
+	// credentials): distinct from 1 so that a probe or CI job can tell "Redis
+	// holds bad entries" from "Redis could not be asked".
+	exitRedisUnavailable = 3
 )
 
 func exitCode(err error, stderr io.Writer) int {
@@ -110,7 +115,8 @@ Commands:
   keys      print every Redis key written for each SDK key, and which SDK reads it
             (--sdk-key K shows K's names in full; --json for JSON lines)
   check     read Redis the way the SDKs do and report each entry; exit 0 when all are
-            present and valid, 1 otherwise; never writes (--json for JSON lines)
+            present and valid, 1 otherwise, 3 when Redis cannot be read (down,
+            unreachable, credentials refused); never writes (--json for JSON lines)
   healthcheck [--ready]
             ask the local admin port for /healthz (or /readyz); exit 0 on 200, 1 otherwise
   version   print the version

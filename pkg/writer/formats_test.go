@@ -3,7 +3,7 @@ package writer
 import (
 	"context"
 	"encoding/base64"
-	"strings"
+	"errors"
 	"testing"
 	"time"
 
@@ -78,7 +78,7 @@ func TestNodeRedisSharedHash(t *testing.T) {
 	if err != nil || len(z) < 2 || z[0] != 0x78 || (int(z[0])<<8|int(z[1]))%31 != 0 {
 		t.Errorf("value %q is not a zlib stream (RFC 1950 header 0x78..) in standard base64", raw)
 	}
-	dec, err := DecodeNodeRedis([]byte(raw))
+	dec, err := DecodeNodeRedis([]byte(raw), 0)
 	if err != nil || string(dec) != `{"a":1}` {
 		t.Fatalf("decoded %q, %v", dec, err)
 	}
@@ -89,7 +89,7 @@ func TestNodeRedisSharedHash(t *testing.T) {
 
 // A value written by Node's zlib.deflateSync (level 6) decodes too.
 func TestDecodeNodeRedisFromNode(t *testing.T) {
-	got, err := DecodeNodeRedis([]byte("eJyrVspILI4vLUhJLEktVrIqKSpN1VEqycxNVbIyrAUAoX0KUg=="))
+	got, err := DecodeNodeRedis([]byte("eJyrVspILI4vLUhJLEktVrIqKSpN1VEqycxNVbIyrAUAoX0KUg=="), 0)
 	if err != nil || string(got) != `{"has_updates":true,"time":1}` {
 		t.Fatalf("decoded %q, %v", got, err)
 	}
@@ -101,7 +101,7 @@ func TestStringRefusesHash(t *testing.T) {
 	tg := keys.Layout{Formats: []keys.Format{keys.String}, Schemas: []keys.Schema{keys.Hashed}}.Targets(keys.MustParse("secret-aaaaaaaaaaaaaaaa"), keys.V1)[0]
 	srv.Client().HSet(ctx, tg.Key, "config", "an sfp payload")
 	_, err := w.Write(ctx, tg, payload(5, "{}"))
-	if err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
+	if !errors.Is(err, ErrWrongType) || err.Error() != "v1 string/hashed target holds a hash, not a string" {
 		t.Fatalf("string write over a hash: %v", err)
 	}
 	if srv.Client().HGet(ctx, tg.Key, "config").Val() != "an sfp payload" {

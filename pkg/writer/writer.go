@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -30,9 +31,18 @@ import (
 // {0, stored lcut} when it did not. ARGV[1] is the lcut (decimal epoch ms),
 // ARGV[2] the value, ARGV[3] the TTL in ms (0 removes any TTL). A key of an
 // unexpected type makes the script fail: we never overwrite what is not ours.
+//
+// Each checks the TYPE of its keys first and answers a key of another type
+// with a fixed reply, "WRONGTYPE holds a <type>" (or "WRONGTYPE lcut holds a
+// <type>" for the string format's companion), never with a key name: a
+// prefix-schema name holds 20 characters of the secret SDK key, and an error
+// travels to logs, /status and command output. targetErr turns the reply into
+// a description of the target by version, format and schema.
 var (
 	// KEYS[1] the forward-proxy HASH.
 	writeSFP = redis.NewScript(`
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t ~= 'none' and t ~= 'hash' then return redis.error_reply('WRONGTYPE holds a ' .. t) end
 local stored = redis.call('HGET', KEYS[1], 'lcut')
 if stored and redis.call('HEXISTS', KEYS[1], 'config') == 1 then
   local s = tonumber(stored)
@@ -45,6 +55,8 @@ return {1, ARGV[1]}
 	// KEYS[1] the shared node-redis HASH; ARGV[4] the payload field, ARGV[5]
 	// its lcut field.
 	writeNodeRedis = redis.NewScript(`
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t ~= 'none' and t ~= 'hash' then return redis.error_reply('WRONGTYPE holds a ' .. t) end
 local stored = redis.call('HGET', KEYS[1], ARGV[5])
 if stored and redis.call('HEXISTS', KEYS[1], ARGV[4]) == 1 then
   local s = tonumber(stored)
@@ -57,9 +69,9 @@ return {1, ARGV[1]}
 	// KEYS[1] the STRING, KEYS[2] its lcut key (same cluster slot).
 	writeString = redis.NewScript(`
 local t = redis.call('TYPE', KEYS[1])['ok']
-if t ~= 'none' and t ~= 'string' then
-  return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' holds a ' .. t .. ', not a string')
-end
+if t ~= 'none' and t ~= 'string' then return redis.error_reply('WRONGTYPE holds a ' .. t) end
+local lt = redis.call('TYPE', KEYS[2])['ok']
+if lt ~= 'none' and lt ~= 'string' then return redis.error_reply('WRONGTYPE lcut holds a ' .. lt) end
 local stored = redis.call('GET', KEYS[2])
 if stored and t == 'string' then
   local s = tonumber(stored)
@@ -81,12 +93,18 @@ return {1, ARGV[1]}
 type Writer struct {
 	rdb redis.UniversalClient
 	ttl time.Duration
+	// maxPayload bounds what Read and ReadMany inflate (0: DefaultMaxPayload).
+	maxPayload int64
 }
 
 // New returns a Writer. ttl 0 means keys never expire.
 func New(rdb redis.UniversalClient, ttl time.Duration) *Writer {
 	return &Writer{rdb: rdb, ttl: ttl}
 }
+
+// SetMaxPayload bounds, in decoded bytes, the node-redis values Read and
+// ReadMany inflate (n <= 0: DefaultMaxPayload). Call it before any read.
+func (w *Writer) SetMaxPayload(n int64) { w.maxPayload = n }
 
 // TTL is the configured TTL (0 = never expire).
 func (w *Writer) TTL() time.Duration { return w.ttl }
@@ -120,9 +138,26 @@ func EncodeNodeRedis(b []byte) []byte {
 	return out
 }
 
+// DefaultMaxPayload bounds what DecodeNodeRedis and Read inflate when no
+// other limit is given: MAX_PAYLOAD_BYTES's default, the largest payload the
+// worker itself would write.
+const DefaultMaxPayload = 256 << 20
+
+// ErrPayloadTooLarge is returned when a node-redis value inflates past the
+// limit.
+var ErrPayloadTooLarge = errors.New("payload too large")
+
 // DecodeNodeRedis reverses EncodeNodeRedis (and reads what statsig-node-redis
-// itself writes).
-func DecodeNodeRedis(v []byte) ([]byte, error) {
+// itself writes), refusing to inflate more than max bytes (max <= 0 means
+// DefaultMaxPayload). The value comes from a Redis anyone with write access
+// may fill: a zlib stream inflates about 1000:1, so without a bound a small
+// value could make the reader allocate without limit. The output buffer grows
+// only as inflated bytes arrive; nothing is reserved up front from any size
+// the stream claims.
+func DecodeNodeRedis(v []byte, max int64) ([]byte, error) {
+	if max <= 0 {
+		max = DefaultMaxPayload
+	}
 	z := make([]byte, base64.StdEncoding.DecodedLen(len(v)))
 	n, err := base64.StdEncoding.Decode(z, v)
 	if err != nil {
@@ -133,7 +168,20 @@ func DecodeNodeRedis(v []byte) ([]byte, error) {
 		return nil, fmt.Errorf("not a zlib stream: %w", err)
 	}
 	defer zr.Close()
-	return io.ReadAll(zr)
+	// One byte past the limit tells "exactly max" from "more than max"
+	// (saturating: max+1 must not wrap for a limit of MaxInt64).
+	limit := max
+	if limit < math.MaxInt64 {
+		limit++
+	}
+	out, err := io.ReadAll(io.LimitReader(zr, limit))
+	if int64(len(out)) > max {
+		return nil, fmt.Errorf("%w: the value inflates to more than %d bytes", ErrPayloadTooLarge, max)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("corrupt zlib stream: %w", err)
+	}
+	return out, nil
 }
 
 // Stored is what Redis holds in one target.
@@ -180,14 +228,14 @@ func (w *Writer) Inspect(ctx context.Context, targets []keys.Target) ([]Stored, 
 		return nil
 	})
 	if err != nil && !isPerKeyError(err) {
-		return nil, err
+		return nil, scrub(err, targets...)
 	}
 	for i := range targets {
 		s := &out[i]
 		if sizes[i] != nil {
 			size, err := sizes[i].Result()
 			if err != nil {
-				s.Err = err
+				s.Err = targetErr(targets[i], err)
 				continue
 			}
 			if size == 0 {
@@ -198,7 +246,7 @@ func (w *Writer) Inspect(ctx context.Context, targets []keys.Target) ([]Stored, 
 		switch {
 		case errors.Is(err, redis.Nil):
 		case err != nil:
-			s.Err = err
+			s.Err = targetErr(targets[i], err)
 		default:
 			s.Lcut, _ = strconv.ParseInt(text, 10, 64)
 		}
@@ -247,12 +295,14 @@ func (w *Writer) Write(ctx context.Context, t keys.Target, p *Payload) (WriteRes
 	default:
 		cmd = writeSFP.Run(ctx, w.rdb, []string{t.Key}, p.Lcut, p.Body, ttl)
 	}
+	// Errors name the target by version, format and schema, never by key
+	// (targetErr): the caller adds the redacted SDK key.
 	res, err := cmd.Slice()
 	if err != nil {
-		return WriteResult{}, err
+		return WriteResult{}, targetErr(t, err)
 	}
 	if len(res) != 2 {
-		return WriteResult{}, fmt.Errorf("unexpected script reply %v", res)
+		return WriteResult{}, targetErr(t, fmt.Errorf("unexpected script reply of %d elements", len(res)))
 	}
 	written, _ := res[0].(int64)
 	var stored int64
@@ -292,7 +342,7 @@ func (w *Writer) Touch(ctx context.Context, targets []keys.Target) error {
 		}
 		return nil
 	})
-	return err
+	return scrub(err, targets...)
 }
 
 // DeleteSiblings removes the statsig-br keys next to targets (where they have
@@ -305,7 +355,7 @@ func (w *Writer) DeleteSiblings(ctx context.Context, targets []keys.Target) erro
 			names = append(names, sibling)
 		}
 	}
-	return w.del(ctx, names, nil)
+	return scrub(w.del(ctx, names, nil), targets...)
 }
 
 // Delete removes what the worker wrote for targets, statsig-br siblings
@@ -326,7 +376,7 @@ func (w *Writer) Delete(ctx context.Context, targets []keys.Target) error {
 			names = append(names, sibling)
 		}
 	}
-	return w.del(ctx, names, fields)
+	return scrub(w.del(ctx, names, fields), targets...)
 }
 
 // del removes whole keys (one DEL each: they may live in different cluster
@@ -357,51 +407,134 @@ type Entry struct {
 	Size int
 	// TTL is the key's remaining time to live; negative when it has none.
 	TTL time.Duration
+	// Sibling reports a statsig-br key next to the target (sfp and string
+	// formats, /v2): server-core stores with getBytes read it instead.
+	Sibling bool
+	// Err is set (a *TargetError) when this target could not be read as an
+	// SDK would: a key of another type, a value that does not decode. The
+	// fields above hold what could be read.
+	Err error
 }
 
+// ReadChunk is how many targets a caller of ReadMany should pass at once:
+// one round trip each, and a chunk's payloads are all a reader holds.
+const ReadChunk = 256
+
 // Read fetches t's payload as an SDK adapter would (HGET config, HGET field
-// and decode, or GET) together with its stored lcut. It never writes.
+// and decode, or GET) together with its stored lcut. It never writes. The
+// error is the entry's Err, or why Redis could not be asked.
 func (w *Writer) Read(ctx context.Context, t keys.Target) (Entry, error) {
-	var (
-		value, lcut *redis.StringCmd
-		ttl         *redis.DurationCmd
-	)
-	_, err := w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		switch t.Format {
-		case keys.NodeRedis:
-			value = p.HGet(ctx, t.Key, t.Field)
-			lcut = p.HGet(ctx, t.Key, t.LcutRef)
-		case keys.String:
-			value = p.Get(ctx, t.Key)
-			lcut = p.Get(ctx, t.LcutRef)
-		default:
-			value = p.HGet(ctx, t.Key, "config")
-			lcut = p.HGet(ctx, t.Key, "lcut")
-		}
-		ttl = p.PTTL(ctx, t.Key)
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	es, err := w.ReadMany(ctx, []keys.Target{t})
+	if err != nil {
 		return Entry{}, err
 	}
-	var e Entry
-	e.TTL = ttl.Val()
-	if l, err := lcut.Result(); err == nil {
-		e.Lcut, _ = strconv.ParseInt(l, 10, 64)
+	return es[0], es[0].Err
+}
+
+// ReadMany does what Read does for every target, and asks whether each
+// statsig-br sibling exists, in one pipelined round trip (one per node on a
+// cluster). It never writes. It holds every payload of the batch at once:
+// pass at most ReadChunk targets per call.
+//
+// The error is set only when Redis could not be asked or refused to answer
+// (connection, authentication, permissions, loading): then no entry is
+// valid, and the caller should stop rather than ask again per key. A failure
+// that concerns one target is that entry's Err.
+func (w *Writer) ReadMany(ctx context.Context, targets []keys.Target) ([]Entry, error) {
+	out := make([]Entry, len(targets))
+	if len(targets) == 0 {
+		return out, nil
 	}
-	v, err := value.Bytes()
-	if errors.Is(err, redis.Nil) {
-		return e, nil
+	type reads struct {
+		typ         *redis.StatusCmd
+		value, lcut *redis.StringCmd
+		ttl         *redis.DurationCmd
+		sibling     *redis.IntCmd
 	}
-	if err != nil {
-		return e, err
+	rs := make([]reads, len(targets))
+	cmds, err := w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, t := range targets {
+			r := &rs[i]
+			// TYPE first: a key of another type is then reported by name
+			// of its type rather than by a WRONGTYPE from whichever read
+			// reached it.
+			r.typ = p.Type(ctx, t.Key)
+			switch t.Format {
+			case keys.NodeRedis:
+				r.value = p.HGet(ctx, t.Key, t.Field)
+				r.lcut = p.HGet(ctx, t.Key, t.LcutRef)
+			case keys.String:
+				r.value = p.Get(ctx, t.Key)
+				r.lcut = p.Get(ctx, t.LcutRef)
+			default:
+				r.value = p.HGet(ctx, t.Key, "config")
+				r.lcut = p.HGet(ctx, t.Key, "lcut")
+			}
+			r.ttl = p.PTTL(ctx, t.Key)
+			if sibling := t.BRSibling(); sibling != "" {
+				r.sibling = p.Exists(ctx, sibling)
+			}
+		}
+		return nil
+	})
+	// A connection that could not be set up (refused credentials) fails the
+	// whole pipeline, and may leave no command behind to carry the error.
+	if err != nil && !isPerKeyError(err) {
+		return nil, scrub(err, targets...)
 	}
-	e.Size = len(v)
-	if t.Format == keys.NodeRedis {
-		if v, err = DecodeNodeRedis(v); err != nil {
-			return e, err
+	// Otherwise Pipelined returns only the first failed command's error,
+	// which may be a harmless redis.Nil while a later command failed on the
+	// connection: look at every command, and report the batch failed if any
+	// did for a reason other than its own key.
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !isPerKeyError(err) {
+			return nil, scrub(err, targets...)
 		}
 	}
-	e.Payload = v
-	return e, nil
+	max := w.maxPayload
+	if max <= 0 {
+		max = DefaultMaxPayload
+	}
+	for i, t := range targets {
+		r, e := &rs[i], &out[i]
+		e.TTL = r.ttl.Val()
+		if r.sibling != nil {
+			e.Sibling = r.sibling.Val() > 0
+		}
+		typ, err := r.typ.Result()
+		if err != nil {
+			e.Err = targetErr(t, err)
+			continue
+		}
+		if typ != "none" && typ != wantType(t) {
+			e.Err = wrongType(t, "", typ)
+			continue
+		}
+		l, err := r.lcut.Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+		case err != nil: // the string format's lcut key, of another type
+			e.Err = targetErr(t, err)
+			continue
+		default:
+			e.Lcut, _ = strconv.ParseInt(l, 10, 64)
+		}
+		v, err := r.value.Bytes()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			e.Err = targetErr(t, err)
+			continue
+		}
+		e.Size = len(v)
+		if t.Format == keys.NodeRedis {
+			if v, err = DecodeNodeRedis(v, max); err != nil {
+				e.Err = targetErr(t, err)
+				continue
+			}
+		}
+		e.Payload = v
+	}
+	return out, nil
 }

@@ -2,8 +2,8 @@ package writer
 
 import (
 	"context"
+	"errors"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -78,8 +78,8 @@ func TestWriteRefusesOtherTypes(t *testing.T) {
 	w, srv := newWriter(t, 0)
 	srv.Client().Set(ctx, key, "someone else's string", 0)
 	_, err := w.Write(ctx, target, payload(10, "{}"))
-	if err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
-		t.Fatalf("Write over a string = %v, want WRONGTYPE", err)
+	if !errors.Is(err, ErrWrongType) || err.Error() != "sfp target holds a string, not a hash" {
+		t.Fatalf("Write over a string = %v, want ErrWrongType", err)
 	}
 	if v := srv.Client().Get(ctx, key).Val(); v != "someone else's string" {
 		t.Fatalf("string was changed to %q", v)
