@@ -6,9 +6,12 @@
 package fakecdn
 
 import (
+	"bufio"
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -36,7 +39,28 @@ type Fault struct {
 	Delta             bool          // x-deltas-used: true
 	WrongVersion      bool          // serve the other version's body
 	Pad               int           // append this many spaces inside the body
+
+	// Header sets extra response headers on every answer for the key,
+	// replacing the fake's own (X-Since-Time, X-Cache-Hit, Content-Type …);
+	// an empty value removes the header.
+	Header map[string]string `json:",omitempty"`
+	// Body, when not nil, is the whole answer, sent byte for byte whatever
+	// sinceTime says: with status Status (200 when 0), Content-Type
+	// ContentType (application/json when empty) and, when set,
+	// Content-Encoding ContentEncoding. It is never compressed by the fake,
+	// so a test can serve a gzip stream of its own making (a bomb, a lying
+	// trailer, a corrupt stream) or an HTML error page.
+	Body            []byte `json:",omitempty"`
+	ContentType     string `json:",omitempty"`
+	ContentEncoding string `json:",omitempty"`
+	// FutureTime serves the key as if its payload were dated FutureOffset
+	// ahead of the fake's clock: a full has_updates:true body with that
+	// time, and that time in x-since-time (a CDN whose clock is wrong).
+	FutureTime bool `json:",omitempty"`
 }
+
+// FutureOffset is how far ahead of the clock a FutureTime payload is dated.
+const FutureOffset = 24 * time.Hour
 
 // Request is one logged request.
 type Request struct {
@@ -227,6 +251,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	noGzip := s.noGzip
 	s.mu.Unlock()
+	if f.FutureTime {
+		lcut = time.Now().Add(FutureOffset).UnixMilli()
+	}
+	if len(f.Header) > 0 {
+		w = &extraHeaders{ResponseWriter: w, h: f.Header}
+	}
 
 	if f.Delay > 0 {
 		select {
@@ -239,6 +269,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case f.Reset:
 		s.count("fault")
 		hijackClose(w)
+		return
+	case f.Body != nil:
+		s.count("fault")
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		if f.ContentType != "" {
+			h.Set("Content-Type", f.ContentType)
+		}
+		if f.ContentEncoding != "" {
+			h.Set("Content-Encoding", f.ContentEncoding)
+		}
+		if f.RetryAfter != "" {
+			h.Set("Retry-After", f.RetryAfter)
+		}
+		h.Set("Content-Length", strconv.Itoa(len(f.Body)))
+		w.WriteHeader(cmp.Or(f.Status, http.StatusOK))
+		_, _ = w.Write(f.Body)
 		return
 	case f.Status != 0:
 		s.count("fault")
@@ -274,7 +321,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !f.NoCacheHitHeader {
 		h.Set("X-Cache-Hit", "false")
 	}
-	faulty := f.InvalidJSON || f.OlderTime || f.WrongHashedKey || f.Pad > 0
+	faulty := f.InvalidJSON || f.OlderTime || f.WrongHashedKey || f.Pad > 0 || f.FutureTime
 	switch {
 	case f.Protobuf:
 		h.Set("Content-Type", "application/octet-stream")
@@ -344,6 +391,8 @@ func (s *Server) faultyBody(key string, v keys.Version, lcut int64, body []byte,
 	case f.OlderTime:
 		p.Lcut = lcut - 1000
 		p.Value--
+	case f.FutureTime:
+		p.Lcut = lcut // already FutureOffset ahead
 	case f.WrongHashedKey:
 		k = keys.MustParse("secret-someone-elses-key")
 	}
@@ -395,6 +444,50 @@ func hijackClose(w http.ResponseWriter) {
 	}
 	panic(http.ErrAbortHandler)
 }
+
+// extraHeaders applies a Fault's Header just before the answer's header is
+// sent, so that they win over the fake's own.
+type extraHeaders struct {
+	http.ResponseWriter
+	h    map[string]string
+	done bool
+}
+
+func (w *extraHeaders) apply() {
+	if w.done {
+		return
+	}
+	w.done = true
+	for k, v := range w.h {
+		if v == "" {
+			// nil rather than Del: net/http then sends no such header at
+			// all, not even a sniffed Content-Type.
+			w.ResponseWriter.Header()[http.CanonicalHeaderKey(k)] = nil
+		} else {
+			w.ResponseWriter.Header().Set(k, v)
+		}
+	}
+}
+
+func (w *extraHeaders) WriteHeader(code int) { w.apply(); w.ResponseWriter.WriteHeader(code) }
+
+func (w *extraHeaders) Write(b []byte) (int, error) { w.apply(); return w.ResponseWriter.Write(b) }
+
+func (w *extraHeaders) Flush() {
+	w.apply()
+	if fl, ok := w.ResponseWriter.(http.Flusher); ok {
+		fl.Flush()
+	}
+}
+
+func (w *extraHeaders) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if hj, ok := w.ResponseWriter.(http.Hijacker); ok {
+		return hj.Hijack()
+	}
+	return nil, nil, http.ErrNotSupported
+}
+
+func (w *extraHeaders) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func gzipBytes(b []byte) []byte {
 	var buf bytes.Buffer
