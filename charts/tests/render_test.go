@@ -198,8 +198,10 @@ func TestDefaultEnv(t *testing.T) {
 		"POLL_CONCURRENCY":               "64",
 		"FETCH_TIMEOUT":                  "30s",
 		"MAX_PAYLOAD_BYTES":              "268435456",
+		"MAX_CLOCK_SKEW":                 "1h",
 		"DELETE_ON_UNAUTHORIZED":         "false",
 		"UNAUTHORIZED_RECHECK":           "5m",
+		"UNAUTHORIZED_DELETE_AFTER":      "15m",
 		"DELETE_REMOVED_KEYS":            "false",
 		"REDIS_URL":                      "redis://127.0.0.1:6379/0",
 		"REDIS_DB":                       "0",
@@ -512,8 +514,8 @@ priorityClassName: high
 	}
 }
 
-// TestChecksum: a configuration change changes the pod template (so pods roll); SDK keys do not
-// (the worker watches the keys file, so a key change needs no restart).
+// TestChecksum: a configuration change changes checksum/config (so pods roll); SDK keys do not
+// change it (they live in the Secret, covered by checksum/secret: see TestSecretChecksum).
 func TestChecksum(t *testing.T) {
 	sum := func(extra ...string) string {
 		t.Helper()
@@ -529,6 +531,33 @@ func TestChecksum(t *testing.T) {
 		t.Error("checksum/config did not change with redis.host")
 	}
 	wantEqual(t, "checksum with other keys", sum("sdkKeys: [secret-testKeyTwo0123456789abcdefghij]"), base)
+}
+
+// TestSecretChecksum: a change of the chart's own Secret (sdkKeys, redis.password,
+// redis.sentinel.password) changes the pod template, so pods roll; an existingSecret is not the
+// chart's to watch, so there is no checksum/secret then.
+func TestSecretChecksum(t *testing.T) {
+	sum := func(vals ...string) string {
+		t.Helper()
+		return deploymentOf(t, mustRender(t, vals...)).Spec.Template.Annotations["checksum/secret"]
+	}
+	base := sum(valuesFile(t, "default.yaml"))
+	if len(base) != 64 {
+		t.Fatalf("checksum/secret = %q, want a sha256 in hex", base)
+	}
+	wantEqual(t, "same values, same checksum", sum(valuesFile(t, "default.yaml")), base)
+	if sum(valuesFile(t, "default.yaml"), "sdkKeys: [secret-testKeyTwo0123456789abcdefghij]") == base {
+		t.Error("checksum/secret did not change with sdkKeys")
+	}
+	if sum(valuesFile(t, "default.yaml"), "redis: {password: redis-pass-Zq9}") == base {
+		t.Error("checksum/secret did not change with redis.password")
+	}
+	if sum(valuesFile(t, "sentinel.yaml")) == sum(valuesFile(t, "sentinel.yaml"), "redis: {sentinel: {password: sentinel-pass-Xw7-2}}") {
+		t.Error("checksum/secret did not change with redis.sentinel.password")
+	}
+	if got := sum(valuesFile(t, "existing-secret.yaml")); got != "" {
+		t.Errorf("with an existing Secret: checksum/secret = %q, want none", got)
+	}
 }
 
 func TestExtraEnvAndVolumes(t *testing.T) {

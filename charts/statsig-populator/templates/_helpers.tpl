@@ -135,8 +135,10 @@ POLL_INTERVAL: {{ $v.statsig.pollInterval | quote }}
 POLL_CONCURRENCY: {{ int64 $v.statsig.pollConcurrency | quote }}
 FETCH_TIMEOUT: {{ $v.statsig.fetchTimeout | quote }}
 MAX_PAYLOAD_BYTES: {{ int64 $v.statsig.maxPayloadBytes | quote }}
+MAX_CLOCK_SKEW: {{ $v.statsig.maxClockSkew | quote }}
 DELETE_ON_UNAUTHORIZED: {{ $v.statsig.deleteOnUnauthorized | toString | quote }}
 UNAUTHORIZED_RECHECK: {{ $v.statsig.unauthorizedRecheck | quote }}
+UNAUTHORIZED_DELETE_AFTER: {{ $v.statsig.unauthorizedDeleteAfter | quote }}
 DELETE_REMOVED_KEYS: {{ $v.statsig.deleteRemovedKeys | toString | quote }}
 {{- if include "statsig-populator.statsigCA" . }}
 STATSIG_CA_FILE: {{ printf "%s/ca.crt" (include "statsig-populator.statsigCADir" .) | quote }}
