@@ -244,7 +244,10 @@ func TestKeysFileWatched(t *testing.T) {
 
 	// A broken edit changes nothing.
 	os.WriteFile(file, []byte(keyA.Reveal()+"\nclient-oops\n"), 0o600)
-	time.Sleep(time.Second)
+	// Prove the watcher read the broken file before judging that it changed nothing.
+	waitFor(t, "the broken file refused", 3*time.Second, func() bool {
+		return strings.Contains(p.Logs(), "the SDK keys file holds invalid keys")
+	})
 	if !present(keyC) {
 		t.Fatal("an invalid file removed keys")
 	}
@@ -255,7 +258,8 @@ func TestKeysFileWatched(t *testing.T) {
 	os.WriteFile(file, []byte(keyC.Reveal()+"\n"), 0o600)
 	waitFor(t, "removed key deleted", 2*time.Second, func() bool { return !present(keyA) })
 	s.CDN.ResetLog()
-	time.Sleep(time.Second)
+	// Polls go on (the remaining key is asked twice) while the removed one is not.
+	waitFor(t, "the remaining key polled twice", 3*time.Second, func() bool { return len(s.CDN.RequestsFor(keyC, keys.V1)) >= 2 })
 	if n := len(s.CDN.RequestsFor(keyA, keys.V1)); n != 0 {
 		t.Errorf("removed key still polled: %d requests", n)
 	}

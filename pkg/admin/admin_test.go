@@ -61,8 +61,8 @@ func (f fakeSource) Statuses() []poller.Status {
 	}
 	return f.st
 }
-func (f fakeSource) Alive() time.Time          { return f.alive }
-func (f fakeSource) RedisOK() time.Time        { return time.Now() }
+func (f fakeSource) Alive() time.Time   { return f.alive }
+func (f fakeSource) RedisOK() time.Time { return time.Now() }
 
 func TestHandler(t *testing.T) {
 	src := fakeSource{st: []poller.Status{{Key: "secret-abc...#1", Version: "v1", Confirmed: true, Lcut: time.Now().Add(-time.Minute).UnixMilli()}}, alive: time.Now()}

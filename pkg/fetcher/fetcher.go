@@ -322,7 +322,7 @@ func (c *Client) readPayload(ctx context.Context, k keys.SDKKey, v keys.Version,
 // drain reads what is left of a small body (at most 64 KiB) so that the
 // connection can be reused; a bigger one is dropped with its connection.
 // io.Discard reads into buffers it pools: a buffer of drain's own escaped to
-// the heap on every poll (4 KiB, a third of all the bytes a poll allocated).
+// the heap on every poll (docs/performance.md has what that cost).
 func drain(r io.Reader) {
 	_, _ = io.CopyN(io.Discard, r, 64<<10)
 }

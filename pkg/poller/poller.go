@@ -106,8 +106,8 @@ type Poller struct {
 // key name and version, is built only when asked for.
 type job struct {
 	key     keys.SDKKey
-	name    string // the key's redacted form, computed once
-	targets []keys.Target // at least one; all of the job's version
+	name    string                      // the key's redacted form, computed once
+	targets []keys.Target               // at least one; all of the job's version
 	backoff *backoff.ExponentialBackOff // nil while healthy
 
 	next         int64 // when to poll, on the Poller's clock

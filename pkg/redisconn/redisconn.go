@@ -125,8 +125,9 @@ func New(o Options) (redis.UniversalClient, error) {
 		// go-redis gives pipeline connections 128 KiB read and write buffers
 		// by default. The worker's pipelines carry lcut checks and DELs, a few
 		// KB even for a batch of hundreds of keys, while the first sync opens
-		// up to ten such connections that then stay idle: 32 KiB, the size
-		// of a regular connection's buffers, saves about 2 MB of RSS.
+		// several such connections that then stay idle: 32 KiB, the size of a
+		// regular connection's buffers, is enough (docs/performance.md has
+		// the memory it saves).
 		PipelineReadBufferSize:  cmp.Or(t.PipelineReadBufferSize, pipelineBufferSize),
 		PipelineWriteBufferSize: cmp.Or(t.PipelineWriteBufferSize, pipelineBufferSize),
 		// The worker bounds every Redis call with a context deadline; let it
