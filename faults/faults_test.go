@@ -103,6 +103,7 @@ func TestUpstreamFaults(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			before := snapshot(s, bad)
 			s.CDN.SetFault(bad, c.fault)
+			faultAt := time.Now()
 			// The CDN has news for both keys, several times, during the fault.
 			var worstHealthy time.Duration
 			// Small steps, so that an "older" payload (1 s before the CDN's
@@ -114,11 +115,12 @@ func TestUpstreamFaults(t *testing.T) {
 				worstHealthy = max(worstHealthy, took)
 			}
 			held := "the last good payload (unchanged)"
+			// The faulty key was asked (and answered with the fault) before
+			// anything is judged.
+			e2e.WaitFor(t, "the faulty key asked twice", 4*interval+time.Second, func() bool { return requestsSince(s, bad, faultAt) >= 2 })
 			switch {
 			case c.updates:
-				if !s.Current(bad) {
-					t.Fatalf("valid payloads without x-since-time did not reach Redis")
-				}
+				e2e.WaitFor(t, "valid payloads without x-since-time in Redis", 2*interval+500*time.Millisecond, func() bool { return s.Current(bad) })
 				held = "the new payloads (the fault does not invalidate them)"
 			case !sameSnapshot(before, snapshot(s, bad)):
 				t.Fatalf("Redis changed under the fault")
@@ -181,7 +183,7 @@ func TestRevokedKey(t *testing.T) {
 			} else {
 				// Prove the refusals happened (three rechecks) before judging.
 				e2e.WaitFor(t, "three rechecks refused", 10*time.Second, func() bool {
-					return len(s.CDN.RequestsFor(e2e.KeyA, keys.V1)) > 0 && refusedSince(s, e2e.KeyA, revoked) >= 4
+					return len(s.CDN.RequestsFor(e2e.KeyA, keys.V1)) > 0 && requestsSince(s, e2e.KeyA, revoked) >= 4
 				})
 				if !sameSnapshot(before, snapshot(s, e2e.KeyA)) || len(before) != 4 {
 					t.Fatal("the revoked key's payload changed")
@@ -197,8 +199,8 @@ func TestRevokedKey(t *testing.T) {
 	}
 }
 
-// refusedSince counts the requests for k (v1) the fake CDN received since t.
-func refusedSince(s *e2e.Stack, k keys.SDKKey, t time.Time) int {
+// requestsSince counts the requests for k (v1) the fake CDN received since t.
+func requestsSince(s *e2e.Stack, k keys.SDKKey, t time.Time) int {
 	n := 0
 	for _, r := range s.CDN.RequestsFor(k, keys.V1) {
 		if r.At.After(t) {
