@@ -41,6 +41,7 @@ type Env struct {
 	PollInterval         string `envconfig:"POLL_INTERVAL" default:"10s" desc:"how often each key is polled (±2% at random)"`
 	PollConcurrency      string `envconfig:"POLL_CONCURRENCY" default:"64" desc:"max CDN requests in flight"`
 	FetchTimeout         string `envconfig:"FETCH_TIMEOUT" default:"30s" desc:"timeout of one whole CDN request"`
+	CondFetchTimeout     string `envconfig:"CONDITIONAL_FETCH_TIMEOUT" desc:"timeout of a conditional poll (sinceTime set; the answer is a few bytes unless the config changed); FETCH_TIMEOUT bounds full downloads. Default 5s, or FETCH_TIMEOUT when that is shorter"`
 	MaxPayloadBytes      string `envconfig:"MAX_PAYLOAD_BYTES" default:"268435456" desc:"larger payloads are rejected, not written"`
 	MaxClockSkew         string `envconfig:"MAX_CLOCK_SKEW" default:"1h" desc:"payloads dated further than this ahead of the worker's clock are refused, not written"`
 	RedisURL             string `envconfig:"REDIS_URL" default:"redis://127.0.0.1:6379/0" desc:"standalone Redis: redis:// or rediss:// URL; user and password allowed"`
@@ -63,7 +64,9 @@ type Env struct {
 	RedisKeySchemas      string `envconfig:"REDIS_KEY_SCHEMAS" default:"hashed,prefix" desc:"last key segment: hashed = base64(sha256(key)), prefix = first 20 characters"`
 	RedisFormats         string `envconfig:"REDIS_FORMATS" default:"sfp" desc:"layouts to write: sfp (forward-proxy HASH), node-redis (statsig-node-redis HASH), string (plain STRING at the sfp names)"`
 	RedisNodeRedisHash   string `envconfig:"REDIS_NODE_REDIS_HASH" default:"statsig-redis" desc:"name of the node-redis HASH (REDIS_KEY_PREFIX is prepended)"`
-	RedisKeyTTL          string `envconfig:"REDIS_KEY_TTL" default:"0" desc:"0 = keys never expire; else refreshed after every successful poll"`
+	RedisKeyTTL          string `envconfig:"REDIS_KEY_TTL" default:"0" desc:"0 = keys never expire; else refreshed after every successful poll, at least twice POLL_INTERVAL"`
+	RedisWaitReplicas    string `envconfig:"REDIS_WAIT_REPLICAS" default:"0" desc:"after each write, wait (Redis WAIT) for this many replicas to acknowledge it, at most REDIS_WAIT_TIMEOUT; 0 = don't wait. Narrows the window in which a Sentinel/Cluster failover to a lagging replica can move keys back in time for readers, at the cost of write latency"`
+	RedisWaitTimeout     string `envconfig:"REDIS_WAIT_TIMEOUT" default:"100ms" desc:"how long a write waits at most for the REDIS_WAIT_REPLICAS acknowledgements (1ms-5s)"`
 	DeleteOnUnauthorized string `envconfig:"DELETE_ON_UNAUTHORIZED" default:"false" desc:"on 401/403 delete that key's entries"`
 	UnauthorizedRecheck  string `envconfig:"UNAUTHORIZED_RECHECK" default:"5m" desc:"how often a key answered 401/403 is asked again"`
 	UnauthorizedDelete   string `envconfig:"UNAUTHORIZED_DELETE_AFTER" default:"15m" desc:"with DELETE_ON_UNAUTHORIZED, how long a key must be refused without a break (and at least 3 rechecks) before its entries are deleted"`
@@ -87,13 +90,18 @@ type Config struct {
 	PollInterval    time.Duration
 	PollConcurrency int
 	FetchTimeout    time.Duration
-	MaxPayloadBytes int64
+	// ConditionalFetchTimeout bounds a poll that sends sinceTime (its answer
+	// is a few bytes unless the config changed); never above FetchTimeout.
+	ConditionalFetchTimeout time.Duration
+	MaxPayloadBytes         int64
 	// MaxClockSkew is how far ahead of the worker's clock a payload's time
 	// may be; a later one is refused (it would pin the key).
 	MaxClockSkew         time.Duration
 	Redis                redisconn.Options
 	Layout               keys.Layout // prefix, formats, schemas, node-redis hash
 	KeyTTL               time.Duration
+	WaitReplicas         int           // replicas to acknowledge each write (Redis WAIT); 0 = don't wait
+	WaitTimeout          time.Duration // at most this long per write, with WaitReplicas
 	DeleteOnUnauthorized bool
 	UnauthorizedRecheck  time.Duration
 	// UnauthorizedDeleteAfter is how long a key must be refused without a
@@ -242,6 +250,7 @@ func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (C
 
 	c.PollInterval = duration(add, "POLL_INTERVAL", env.PollInterval, 100*time.Millisecond, 24*time.Hour)
 	c.FetchTimeout = duration(add, "FETCH_TIMEOUT", env.FetchTimeout, 100*time.Millisecond, time.Hour)
+	c.ConditionalFetchTimeout = env.conditionalFetchTimeout(add, c.FetchTimeout, hasProblem(errs, "FETCH_TIMEOUT"))
 	c.PollConcurrency = int(integer(add, "POLL_CONCURRENCY", env.PollConcurrency, 1, 10000))
 	c.MaxPayloadBytes = integer(add, "MAX_PAYLOAD_BYTES", env.MaxPayloadBytes, 1024, 4<<30)
 	c.MaxClockSkew = duration(add, "MAX_CLOCK_SKEW", env.MaxClockSkew, time.Second, 7*24*time.Hour)
@@ -277,7 +286,16 @@ func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (C
 		c.KeyTTL = 0
 	} else {
 		c.KeyTTL = duration(add, "REDIS_KEY_TTL", env.RedisKeyTTL, time.Second, 365*24*time.Hour)
+		// A TTL must outlive the gap between two successful polls (one
+		// interval, +2% jitter, plus a fetch), or keys expire under readers
+		// while the worker is healthy.
+		if !hasProblem(errs, "REDIS_KEY_TTL") && !hasProblem(errs, "POLL_INTERVAL") && c.KeyTTL < 2*c.PollInterval {
+			add("REDIS_KEY_TTL", "%s is shorter than two poll intervals (POLL_INTERVAL is %s): keys would expire between successful polls; use at least %s, or 0 for keys that never expire",
+				c.KeyTTL, c.PollInterval, 2*c.PollInterval)
+		}
 	}
+	c.WaitReplicas = int(integer(add, "REDIS_WAIT_REPLICAS", env.RedisWaitReplicas, 0, 16))
+	c.WaitTimeout = duration(add, "REDIS_WAIT_TIMEOUT", env.RedisWaitTimeout, time.Millisecond, 5*time.Second)
 	c.DeleteOnUnauthorized = boolean(add, "DELETE_ON_UNAUTHORIZED", env.DeleteOnUnauthorized)
 	c.UnauthorizedRecheck = duration(add, "UNAUTHORIZED_RECHECK", env.UnauthorizedRecheck, 100*time.Millisecond, 24*time.Hour)
 	c.UnauthorizedDeleteAfter = duration(add, "UNAUTHORIZED_DELETE_AFTER", env.UnauthorizedDelete, 100*time.Millisecond, 30*24*time.Hour)
@@ -326,6 +344,31 @@ func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (C
 		return Config{}, errs
 	}
 	return c, nil
+}
+
+// defaultConditionalFetchTimeout is CONDITIONAL_FETCH_TIMEOUT when unset
+// (capped at FETCH_TIMEOUT).
+const defaultConditionalFetchTimeout = 5 * time.Second
+
+// conditionalFetchTimeout parses CONDITIONAL_FETCH_TIMEOUT: 100ms up to
+// FETCH_TIMEOUT (up to an hour when FETCH_TIMEOUT itself is invalid). Unset or
+// empty, it is 5s, or FETCH_TIMEOUT when that is shorter; that is why Env has
+// no default tag for it: a fixed default of 5s would turn every configuration
+// with FETCH_TIMEOUT below 5s, valid until now, into a problem.
+func (env Env) conditionalFetchTimeout(add addFunc, fetchTimeout time.Duration, fetchBad bool) time.Duration {
+	if env.CondFetchTimeout == "" {
+		if fetchBad {
+			return defaultConditionalFetchTimeout
+		}
+		return min(defaultConditionalFetchTimeout, fetchTimeout)
+	}
+	bad := false
+	d := duration(func(v, format string, args ...any) { bad = true; add(v, format, args...) },
+		"CONDITIONAL_FETCH_TIMEOUT", env.CondFetchTimeout, 100*time.Millisecond, time.Hour)
+	if !bad && !fetchBad && d > fetchTimeout {
+		add("CONDITIONAL_FETCH_TIMEOUT", "%s is longer than FETCH_TIMEOUT (%s), which bounds every request; use at most %s", d, fetchTimeout, fetchTimeout)
+	}
+	return d
 }
 
 // passwords lists every Redis password the environment gives, for mask.

@@ -43,7 +43,8 @@ func defaults(t *testing.T) Env {
 		t.Fatal(err)
 	}
 	if c.APIURL != "https://api.statsigcdn.com" || c.PollInterval != 10*time.Second || c.PollConcurrency != 64 ||
-		c.FetchTimeout != 30*time.Second || c.MaxPayloadBytes != 268435456 ||
+		c.FetchTimeout != 30*time.Second || c.ConditionalFetchTimeout != 5*time.Second || c.MaxPayloadBytes != 268435456 ||
+		c.WaitReplicas != 0 || c.WaitTimeout != 100*time.Millisecond ||
 		!reflect.DeepEqual(c.Redis, redisconn.Options{Mode: redisconn.Standalone, Addrs: []string{"127.0.0.1:6379"}, PoolSize: 64 + redisPoolSpare}) ||
 		c.Warnings != nil || c.MaxClockSkew != time.Hour || c.UnauthorizedDeleteAfter != 15*time.Minute ||
 		c.AdminAddr != ":8080" || !c.LeaderElection || c.LeaderLease != 15*time.Second || c.MetricsPerKey ||

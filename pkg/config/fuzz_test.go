@@ -47,7 +47,8 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		if len(c.SDKKeys) == 0 || len(c.Versions) == 0 || len(c.Layout.Schemas) == 0 || len(c.Layout.Formats) == 0 ||
-			c.PollInterval < 100e6 || c.PollConcurrency < 1 || len(c.Redis.Addrs) == 0 {
+			c.PollInterval < 100e6 || c.PollConcurrency < 1 || len(c.Redis.Addrs) == 0 ||
+			(c.KeyTTL != 0 && c.KeyTTL < 2*c.PollInterval) || c.ConditionalFetchTimeout > c.FetchTimeout {
 			t.Fatalf("accepted an unusable configuration: %+v", c)
 		}
 		for _, k := range c.SDKKeys {
