@@ -29,7 +29,10 @@ func TestSignalsDuringBigWrite(t *testing.T) {
 	big := e2e.KeyA
 	s.CDN.SetProject(big, fakecdn.Project{Lcut: 1700000000000, Value: 1, Filler: 40000})
 	s.CDN.DisableGzip(true) // gzip of 20 MB in this race-instrumented test process takes seconds
-	environ := s.BaseEnv("POLL_INTERVAL="+interval.String(), "LEADER_ELECTION=false", "STATSIG_SERVER_SDK_KEYS="+big.Reveal(),
+	// Leader election on (the default), with a short lease so that a
+	// restart after SIGKILL takes over soon: SIGTERM must finish the job's
+	// writes before it releases the lease.
+	environ := s.BaseEnv("POLL_INTERVAL="+interval.String(), "LEADER_ELECTION=true", "LEADER_LEASE=2s", "STATSIG_SERVER_SDK_KEYS="+big.Reveal(),
 		"STATSIG_DCS_VERSIONS=v1", "FETCH_TIMEOUT=20s")
 	targets := keys.Targets("", big, keys.V1, []keys.Schema{keys.Hashed, keys.Prefix})
 	bodies := map[int64]string{} // lcut → the payload served with it
@@ -80,6 +83,11 @@ func TestSignalsDuringBigWrite(t *testing.T) {
 		rounds = append(rounds, fmt.Sprintf("%v: %d old/%d new", sig, old, new))
 		if sig == syscall.SIGTERM && (code != 0 || took > 10*time.Second) {
 			t.Errorf("SIGTERM: exit %d after %v, want 0 within 10s", code, took)
+		}
+		// A clean stop finishes or abandons whole jobs: never one target on
+		// the new payload and another on the old.
+		if sig == syscall.SIGTERM && old > 0 && new > 0 {
+			t.Errorf("round %d: SIGTERM left %d targets on the old payload and %d on the new", i, old, new)
 		}
 		p = e2e.Start(t, environ)
 		e2e.WaitFor(t, "current after restart", 60*time.Second, current)

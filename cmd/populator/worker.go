@@ -111,6 +111,8 @@ func runWorker(ctx context.Context, stderr io.Writer) error {
 		bgCount++
 		go func() { defer func() { background <- struct{}{} }(); f() }()
 	}
+	leaseCtx, stopLease := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLease()
 	if cfg.LeaderElection {
 		el = leader.New(w.rdb, leaseKey(cfg.Layout.Prefix), cfg.LeaderLease, w.log)
 		gate, leaderState = el, el.State
@@ -133,10 +135,13 @@ func runWorker(ctx context.Context, stderr io.Writer) error {
 		el.OnChange = func(leading bool) {
 			w.metrics.SetLeader(leading)
 			if leading {
-				p.Kick()
+				p.TakeOver()
 			}
 		}
-		bg(func() { el.Run(ctx) })
+		// The lease outlives the poller: it is released only after the
+		// writes in flight have finished (or the grace period ended), so a
+		// stop never leaves a job half-written for want of a lease.
+		bg(func() { el.Run(leaseCtx) })
 	}
 	if cfg.SDKKeysFile != "" {
 		period := min(max(cfg.PollInterval/2, 100*time.Millisecond), 5*time.Second)
@@ -146,6 +151,7 @@ func runWorker(ctx context.Context, stderr io.Writer) error {
 	}
 
 	err = p.Run(ctx)
+	stopLease()
 	for ; bgCount > 0; bgCount-- {
 		<-background
 	}

@@ -19,6 +19,8 @@ func FetcherOptions(cfg config.Config, userAgent string) fetcher.Options {
 		UserAgent:       userAgent,
 		Transport:       fetcher.NewTransport(cfg.PollConcurrency, cfg.CDNRootCAs),
 		MaxClockSkew:    cfg.MaxClockSkew,
+
+		ConditionalTimeout: cfg.ConditionalFetchTimeout,
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 func TestEverySettingReachesItsOptions(t *testing.T) {
 	cfg := config.Config{
 		SDKKeys: []keys.SDKKey{keys.MustParse("secret-wiring-0000000000000")}, Versions: []keys.Version{keys.V1},
-		APIURL: "https://cdn.example", FetchTimeout: 3 * time.Second, MaxPayloadBytes: 1234, PollConcurrency: 7,
+		APIURL: "https://cdn.example", FetchTimeout: 3 * time.Second, ConditionalFetchTimeout: time.Second, MaxPayloadBytes: 1234, PollConcurrency: 7,
 		MaxClockSkew: 7 * time.Minute, PollInterval: 11 * time.Second, DeleteOnUnauthorized: true,
 		UnauthorizedRecheck: 13 * time.Second, UnauthorizedDeleteAfter: 17 * time.Minute, DeleteRemovedKeys: true,
 		Layout: keys.Layout{Prefix: "p:", Formats: []keys.Format{keys.SFP}, Schemas: []keys.Schema{keys.Hashed}},
@@ -26,7 +26,7 @@ func TestEverySettingReachesItsOptions(t *testing.T) {
 		for i := range v.NumField() {
 			field := v.Type().Field(i)
 			switch field.Name {
-			case "Gate", "Now", "BatchWindow", "RedisTimeout", "ShutdownGrace":
+			case "Gate", "Now", "BatchWindow", "RedisTimeout", "ShutdownGrace", "SlowAfter":
 				continue // not configuration: defaults or test hooks
 			}
 			if v.Field(i).IsZero() {

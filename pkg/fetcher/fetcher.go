@@ -93,6 +93,13 @@ type Options struct {
 	MaxClockSkew time.Duration
 	// Now is the clock, for tests; nil means time.Now.
 	Now func() time.Time
+	// ConditionalTimeout bounds the wait for the response headers of a
+	// conditional request (sinceTime set): its answer is a few bytes unless
+	// the config changed, so a CDN that does not start answering within it
+	// is hanging, and holds a poller for no reason. The body, when there is
+	// one, still has the whole Timeout. 0 (or not less than Timeout) means
+	// Timeout alone.
+	ConditionalTimeout time.Duration
 }
 
 // MaxRetryAfterHint bounds Result.RetryAfter: a Retry-After further out is
@@ -104,6 +111,7 @@ type Client struct {
 	baseURL *url.URL // Options.BaseURL parsed once; nil when unusable (baseErr says why)
 	baseErr error
 	timeout time.Duration
+	condTTH time.Duration // Options.ConditionalTimeout, 0 when not shorter than timeout
 	max     int64
 	skew    time.Duration
 	now     func() time.Time
@@ -126,6 +134,7 @@ func New(o Options) *Client {
 	}
 	c := &Client{
 		timeout: o.Timeout,
+		condTTH: o.ConditionalTimeout,
 		max:     o.MaxPayloadBytes,
 		skew:    o.MaxClockSkew,
 		now:     o.Now,
@@ -134,6 +143,9 @@ func New(o Options) *Client {
 			"Accept-Encoding": {"gzip"}, // never br or statsig-br: only JSON is stored
 		},
 		rt: rt,
+	}
+	if c.condTTH >= c.timeout {
+		c.condTTH = 0
 	}
 	if c.skew <= 0 {
 		c.skew = DefaultMaxClockSkew
@@ -211,11 +223,23 @@ func (c *Client) Fetch(ctx context.Context, k keys.SDKKey, v keys.Version, since
 func (c *Client) fetch(ctx context.Context, k keys.SDKKey, v keys.Version, sinceTime int64) Result {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	ctx, cancelCause := context.WithCancelCause(ctx)
+	defer cancelCause(nil)
 	req, err := c.request(ctx, k, v, sinceTime)
 	if err != nil {
 		return c.failure(k, Rejected, "bad_request", 0, err)
 	}
+	var headers *time.Timer
+	if sinceTime > 0 && c.condTTH > 0 {
+		headers = time.AfterFunc(c.condTTH, func() { cancelCause(errNoHeaders) })
+	}
 	resp, err := c.rt.RoundTrip(req)
+	if headers != nil && !headers.Stop() && err == nil {
+		// The timer fired just as the headers came: the request is
+		// cancelled, so its body cannot be read either.
+		resp.Body.Close()
+		err = context.Cause(ctx)
+	}
 	if err != nil {
 		return c.networkFailure(ctx, k, err)
 	}
@@ -390,13 +414,20 @@ func isDigits(s string) bool {
 	return s != ""
 }
 
+// errNoHeaders cancels a conditional request whose response headers did not
+// come within Options.ConditionalTimeout.
+var errNoHeaders = errors.New("no response headers within the conditional poll timeout")
+
 func (c *Client) networkFailure(ctx context.Context, k keys.SDKKey, err error) Result {
 	class := "network"
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
 		class = "timeout"
 	}
-	if errors.Is(ctx.Err(), context.Canceled) {
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, errNoHeaders):
+		class, err = "timeout", cause
+	case errors.Is(ctx.Err(), context.Canceled):
 		class = "canceled"
 	}
 	var ue *url.Error

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -325,4 +326,51 @@ func FuzzRetryAfter(f *testing.F) {
 			t.Fatalf("retryAfter(%q) = %v, want %ds", s, d, n)
 		}
 	})
+}
+
+// A conditional poll whose answer does not start within ConditionalTimeout is
+// a hang: it times out then, not after the whole Timeout, and holds a poller
+// no longer. A full download (no sinceTime) keeps the whole Timeout, and so
+// does the body of a conditional answer once its headers came.
+func TestConditionalTimeout(t *testing.T) {
+	const cond = 100 * time.Millisecond
+	body := v1Body(5000)
+	var stall atomic.Int64 // how long to wait before the headers, in ms
+	var trickle atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(time.Duration(stall.Load()) * time.Millisecond):
+		case <-r.Context().Done():
+			return
+		}
+		if !trickle.Load() {
+			_, _ = w.Write([]byte(body))
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(http.StatusOK)
+		for i := 0; i < len(body); i += len(body) / 4 {
+			_, _ = w.Write([]byte(body[i:min(i+len(body)/4, len(body))]))
+			w.(http.Flusher).Flush()
+			time.Sleep(cond)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c := New(Options{BaseURL: srv.URL, Timeout: 5 * time.Second, ConditionalTimeout: cond, MaxPayloadBytes: 1 << 20})
+
+	stall.Store(3000)
+	begin := time.Now()
+	r := c.Fetch(context.Background(), testKey, keys.V1, 1000)
+	if r.Label != "timeout" || time.Since(begin) > 2*time.Second {
+		t.Fatalf("hanging conditional poll: %s (%v) after %v, want timeout after about %v", r.Label, r.Err, time.Since(begin), cond)
+	}
+	stall.Store(3 * cond.Milliseconds())
+	if r := c.Fetch(context.Background(), testKey, keys.V1, 0); r.Label != "updated" {
+		t.Fatalf("slow full download: %s (%v), want updated: only conditional polls have the short timeout", r.Label, r.Err)
+	}
+	stall.Store(0)
+	trickle.Store(true)
+	if r := c.Fetch(context.Background(), testKey, keys.V1, 1000); r.Label != "updated" {
+		t.Fatalf("conditional poll with a slow body: %s (%v), want updated: the body has the whole timeout", r.Label, r.Err)
+	}
 }

@@ -2,12 +2,15 @@ package poller
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/statsig-populator/statsig-populator/internal/fakecdn"
 	"github.com/statsig-populator/statsig-populator/pkg/keys"
+	"github.com/statsig-populator/statsig-populator/pkg/writer"
 )
 
 func TestChangeReachesRedis(t *testing.T) {
@@ -240,6 +243,66 @@ func TestTTLRefreshedOnEveryPoll(t *testing.T) {
 	}
 }
 
+// One broken target (a key of another type) must not stop the TTL refresh of
+// the same key's healthy targets: they would expire.
+func TestTTLRefreshedBesideABrokenTarget(t *testing.T) {
+	ctx := context.Background()
+	h := newHarnessTTL(t, Options{Keys: []keys.SDKKey{testKey}, Versions: []keys.Version{keys.V1}}, time.Minute)
+	targets := keys.Targets("", testKey, keys.V1, allSch)
+	h.rdb.Set(ctx, targets[1].Key, "not a hash", 0) // the prefix target is broken
+	h.run()
+	h.waitFor("healthy target written", 5*time.Second, func() bool { return h.hash(targets[0].Key)["lcut"] != "" })
+	h.cdn.Change(testKey, 1000)
+	h.waitFor("change written beside the broken target", 5*time.Second, func() bool {
+		return h.hash(targets[0].Key)["config"] == h.body(testKey, keys.V1)
+	})
+	h.rdb.PExpire(ctx, targets[0].Key, 5*time.Second) // as if the TTL had been running down
+	h.cdn.Change(testKey, 1000)                       // a full body: the healthy target is written again...
+	h.waitFor("healthy target rewritten", 5*time.Second, func() bool { return h.hash(targets[0].Key)["config"] == h.body(testKey, keys.V1) })
+	h.rdb.PExpire(ctx, targets[0].Key, 5*time.Second)
+	h.cdn.SetFault(testKey, fakecdn.Fault{IgnoreSinceTime: true}) // ...and then unchanged on every poll
+	h.waitFor("TTL of the healthy target refreshed", 3*time.Second, func() bool {
+		return h.rdb.PTTL(ctx, targets[0].Key).Val() > 50*time.Second
+	})
+	if st := h.status(testKey, keys.V1); st.LastOutcome != "redis_error" {
+		t.Errorf("the broken target went unreported: %+v", st)
+	}
+}
+
+// REDIS_KEY_TTL changed to 0: keys written under the old TTL lose it.
+func TestTTLRemovedWhenTurnedOff(t *testing.T) {
+	ctx := context.Background()
+	opt := Options{Keys: []keys.SDKKey{testKey}, Versions: []keys.Version{keys.V1}}
+	h := newHarnessTTL(t, opt, time.Hour)
+	ctxRun, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = h.poller.Run(ctxRun) }()
+	h.waitFor("written with a TTL", 5*time.Second, func() bool {
+		for _, tg := range keys.Targets("", testKey, keys.V1, allSch) {
+			if h.rdb.PTTL(ctx, tg.Key).Val() <= 0 {
+				return false
+			}
+		}
+		return true
+	})
+	cancel()
+	<-done
+	// A new worker on the same Redis, without a TTL.
+	h2 := newHarnessTTL(t, opt, 0)
+	h2.rdb = h.rdb
+	h2.poller.store = writer.New(h.rdb, 0)
+	h2.poller.fetch = h.poller.fetch
+	h2.run()
+	h2.waitFor("TTLs removed", 5*time.Second, func() bool {
+		for _, tg := range keys.Targets("", testKey, keys.V1, allSch) {
+			if h.rdb.PTTL(ctx, tg.Key).Val() != -1 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func TestOtherFormats(t *testing.T) {
 	ctx := context.Background()
 	layout := keys.Layout{Prefix: "p:", NodeRedisHash: "statsig-redis-x", Formats: []keys.Format{keys.NodeRedis, keys.String}, Schemas: allSch}
@@ -333,4 +396,74 @@ func TestUpdatedOnlyWhenWritten(t *testing.T) {
 	if st := h.status(testKey, keys.V1); !st.Current || st.FutureLcut {
 		t.Errorf("status %+v", st)
 	}
+}
+
+// gaps lists, for each key in ks and both versions, the time between
+// consecutive requests the CDN received after from.
+func (h *harness) gaps(ks []keys.SDKKey, from time.Time) []time.Duration {
+	var out []time.Duration
+	for _, k := range ks {
+		for _, v := range allVers {
+			var last time.Time
+			for _, r := range h.cdn.RequestsFor(k, v) {
+				if r.At.Before(from) {
+					continue
+				}
+				if !last.IsZero() {
+					out = append(out, r.At.Sub(last))
+				}
+				last = r.At
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// With 10% of the keys hanging (no answer at all), the others keep their
+// schedule: failing keys get only the slow share of the concurrency, and a
+// fetch that hangs leaves its healthy slot after SlowAfter.
+func TestHangingKeysDoNotStarveOthers(t *testing.T) {
+	var ks []keys.SDKKey
+	for i := range 40 {
+		ks = append(ks, keys.MustParse(fmt.Sprintf("secret-%02d-hanging-test-key", i)))
+	}
+	const interval = 500 * time.Millisecond
+	h := newHarness(t, Options{Keys: ks, Interval: interval, Concurrency: 4})
+	h.run()
+	h.waitFor("initial sync", 10*time.Second, h.allCurrent)
+	hanging, healthy := ks[:4], ks[4:]
+	for _, k := range hanging {
+		h.cdn.SetFault(k, fakecdn.Fault{Delay: time.Minute}) // beyond the fetch timeout
+	}
+	start := time.Now()
+	h.waitFor("every hanging key asked", 5*time.Second, func() bool {
+		for _, k := range hanging {
+			for _, v := range allVers {
+				if !askedSince(h, k, v, start) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	time.Sleep(max(0, 6*interval-time.Since(start)))
+	g := h.gaps(healthy, start)
+	if len(g) < 36*2*4 {
+		t.Fatalf("only %d poll gaps of healthy keys in %v", len(g), time.Since(start))
+	}
+	p50, p99, worst := g[len(g)/2], g[len(g)*99/100], g[len(g)-1]
+	t.Logf("healthy keys' poll gap with 10%% of keys hanging (interval %v, concurrency 4): median %v, p99 %v, max %v (%d gaps)", interval, p50, p99, worst, len(g))
+	if p99 > interval*12/10 {
+		t.Errorf("healthy keys' p99 poll gap %v, want at most 1.2 intervals (%v)", p99, interval*12/10)
+	}
+}
+
+func askedSince(h *harness, k keys.SDKKey, v keys.Version, t time.Time) bool {
+	for _, r := range h.cdn.RequestsFor(k, v) {
+		if r.At.After(t) {
+			return true
+		}
+	}
+	return false
 }

@@ -9,21 +9,30 @@ import (
 
 // The scheduler's decisions, as pure functions of state and observations.
 
-// sinceTime decides what to ask the CDN for: the cursor (a conditional fetch)
-// only when every target key still holds at least what we last confirmed
-// there. A missing key or an older lcut (a flush, a restart without
-// persistence, an eviction, a failover to a stale replica) means 0: fetch the
-// whole payload so it can be rewritten.
+// sinceTime decides what to ask the CDN for. A missing or unreadable target
+// (a flush, a restart without persistence, an eviction) means 0: fetch the
+// whole payload so it can be rewritten. Otherwise the cursor when every
+// target still holds at least what this replica last confirmed there, and
+// else the lowest lcut Redis holds: after a start or a takeover (nothing
+// confirmed yet) or a failover to a stale replica, the CDN answers "no
+// updates" if every target is current and the whole payload if one is
+// behind, so a rollout of a healthy deployment downloads nothing in full.
+// A wrong guess is harmless: the write guard never moves a target back.
 func sinceTime(cursor, confirmed int64, stored []writer.Stored) int64 {
-	if cursor <= 0 || confirmed <= 0 {
+	if len(stored) == 0 {
 		return 0
 	}
+	low := stored[0].Lcut
 	for _, s := range stored {
-		if !s.Present() || s.Lcut < confirmed {
+		if !s.Present() {
 			return 0
 		}
+		low = min(low, s.Lcut)
 	}
-	return cursor
+	if cursor > 0 && confirmed > 0 && low >= confirmed {
+		return cursor
+	}
+	return low
 }
 
 // needsWrite reports, per target, whether Redis holds less than lcut there

@@ -24,14 +24,17 @@ func TestSinceTime(t *testing.T) {
 		stored            []writer.Stored
 		want              int64
 	}{
-		{"first poll", 0, 0, []writer.Stored{st(500)}, 0},
-		{"never confirmed", 1000, 0, []writer.Stored{st(1000)}, 0},
+		{"first poll of an empty Redis", 0, 0, []writer.Stored{st(0), st(0)}, 0},
+		{"first poll: continue from what Redis holds", 0, 0, []writer.Stored{st(500)}, 500},
+		{"takeover: the lowest lcut held", 0, 0, []writer.Stored{st(700), st(500)}, 500},
+		{"never confirmed", 1000, 0, []writer.Stored{st(1000)}, 1000},
 		{"steady state", 1000, 1000, []writer.Stored{st(1000), st(1000)}, 1000},
 		{"another writer went ahead", 1000, 1000, []writer.Stored{st(2000), st(1000)}, 1000},
 		{"header cursor ahead of body time", 1200, 1000, []writer.Stored{st(1000)}, 1200},
 		{"flushed", 1000, 1000, []writer.Stored{st(0), st(0)}, 0},
 		{"one target evicted", 1000, 1000, []writer.Stored{st(1000), st(0)}, 0},
-		{"failover to a stale replica", 1000, 1000, []writer.Stored{st(900), st(1000)}, 0},
+		{"failover to a stale replica: the CDN sends what it lacks", 1000, 1000, []writer.Stored{st(900), st(1000)}, 900},
+		{"no targets", 1000, 1000, nil, 0},
 		{"unreadable target", 1000, 1000, []writer.Stored{st(1000), bad}, 0},
 	}
 	for _, c := range cases {
@@ -152,9 +155,30 @@ func TestSchedule(t *testing.T) {
 	if at, _ := s.first(); at != 150 {
 		t.Fatalf("next = %d, want 150", at)
 	}
-	s.allDue(3)
-	if j, ok := s.popDue(3); !ok || j == nil {
-		t.Fatal("allDue did not make jobs due")
+	// A takeover spreads what is due later over the span, keeps what is
+	// due sooner, and leaves a valid heap.
+	s.spreadWithin(100, 20, func() float64 { return 0.5 })
+	for n := 0; n < 50; n++ {
+		if j, ok := s.popDue(1 << 40); !ok || j == nil {
+			t.Fatalf("job %d missing after spreadWithin", n)
+		}
+	}
+	var s2 schedule
+	for i, at := range []int64{500, 105, 900, 50} {
+		s2.push(at, &job{next: int64(i)})
+	}
+	s2.spreadWithin(100, 20, func() float64 { return 0.5 })
+	var got2 []int64
+	for {
+		j, ok := s2.popDue(1 << 40)
+		if !ok {
+			break
+		}
+		got2 = append(got2, j.next)
+	}
+	// 50 stays, 105 stays (sooner than 110), 500 and 900 move to 110.
+	if want := []int64{3, 1}; got2[0] != want[0] || got2[1] != want[1] || len(got2) != 4 {
+		t.Fatalf("order after spreadWithin: %v", got2)
 	}
 }
 

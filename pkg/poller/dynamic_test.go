@@ -71,10 +71,10 @@ func TestFollowerReadsButNeverFetchesOrWrites(t *testing.T) {
 	if n := len(h.rdb.Keys(context.Background(), "*").Val()); n != 0 {
 		t.Fatalf("a follower wrote %d keys", n)
 	}
-	// Becoming leader: a kick makes it poll at once.
+	// Becoming leader: every key is polled within one interval.
 	gate.on.Store(true)
-	h.poller.Kick()
-	took := h.waitFor("leader writes", time.Second, h.allCurrent)
+	h.poller.TakeOver()
+	took := h.waitFor("leader writes", h.opt.Interval+time.Second, h.allCurrent)
 	t.Logf("new leader synced in %v", took)
 	// Back to follower: it sees the data present and counts as confirmed.
 	gate.on.Store(false)

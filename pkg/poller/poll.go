@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -66,7 +67,13 @@ func (p *Poller) poll(ctx context.Context, j *job, stored []writer.Stored, inspe
 	since := sinceTime(cursor, confirmed, stored)
 
 	start := time.Now()
-	res := p.fetch.Fetch(ctx, j.key, j.version(), since)
+	res, fetched := p.fetchShared(ctx, j, since)
+	if !fetched {
+		// A failing key, and the slow share is full of others: its turn
+		// comes at its next poll, and the healthy keys keep theirs.
+		p.finish(j, outcome{kind: kindNotPolled, label: "deferred"})
+		return
+	}
 	p.metrics.Fetch(v, res.Label, time.Since(start).Seconds())
 	if errors.Is(ctx.Err(), context.Canceled) && res.Outcome != fetcher.Updated {
 		// Shutting down: the fetch was cut short on purpose; not a failure.
@@ -85,7 +92,18 @@ func (p *Poller) poll(ctx context.Context, j *job, stored []writer.Stored, inspe
 		}
 		p.finish(j, p.apply(ctx, j, res, stored, since > 0))
 	case fetcher.NoUpdate:
-		if err := p.touch(ctx, j, nil); err != nil {
+		p.mu.Lock()
+		first := !j.st.confirmed
+		p.mu.Unlock()
+		if first {
+			// A start or takeover confirmed by a conditional poll: the
+			// statsig-br siblings go, as with a write.
+			if err := p.deleteSiblings(ctx, j); err != nil {
+				p.finish(j, outcome{kind: kindRedisRetry, label: "redis_error", err: err})
+				return
+			}
+		}
+		if err := p.touch(ctx, j, j.targets); err != nil {
 			p.finish(j, outcome{kind: kindRedisRetry, label: "redis_error", err: err})
 			return
 		}
@@ -104,6 +122,60 @@ func (p *Poller) poll(ctx context.Context, j *job, stored []writer.Stored, inspe
 		}
 		p.finish(j, outcome{kind: kindRetry, label: res.Label, err: res.Err, retryAfter: res.RetryAfter})
 	}
+}
+
+// fetchShared fetches within the shares of the concurrency. A key in a run of
+// failures takes a slow slot, or is not fetched at all (false) when none is
+// free. Any other key takes a healthy slot; if its fetch is still running
+// after SlowAfter, it moves to a slow slot, or gives up (a "canceled" fetch,
+// retried later as a failing key) when none is free: a hanging CDN holds a
+// healthy slot for SlowAfter at most.
+func (p *Poller) fetchShared(ctx context.Context, j *job, since int64) (fetcher.Result, bool) {
+	if j.backoff != nil {
+		select {
+		case p.slow <- struct{}{}:
+			defer func() { <-p.slow }()
+			return p.fetch.Fetch(ctx, j.key, j.version(), since), true
+		default:
+			return fetcher.Result{}, false
+		}
+	}
+	select {
+	case p.healthy <- struct{}{}:
+	case <-ctx.Done():
+		return fetcher.Result{Outcome: fetcher.Transient, Label: "canceled", Class: "canceled", Err: ctx.Err()}, true
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu          sync.Mutex
+		slow, ended bool
+	)
+	timer := time.AfterFunc(p.opt.SlowAfter, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if ended {
+			return
+		}
+		select {
+		case p.slow <- struct{}{}:
+			slow = true
+			<-p.healthy
+		default:
+			cancel()
+		}
+	})
+	res := p.fetch.Fetch(fctx, j.key, j.version(), since)
+	timer.Stop()
+	mu.Lock()
+	ended = true
+	if slow {
+		<-p.slow
+	} else {
+		<-p.healthy
+	}
+	mu.Unlock()
+	return res, true
 }
 
 // refused handles a 401/403: the key is re-checked rarely, and with
@@ -157,10 +229,6 @@ func (p *Poller) othersRefused(j *job) bool {
 // heal rewrites lcuts that may be weeks old).
 func (p *Poller) apply(ctx context.Context, j *job, res fetcher.Result, stored []writer.Stored, conditional bool) outcome {
 	v := string(j.version())
-	// Writes run to completion even during shutdown: each is one atomic script.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opt.RedisTimeout)
-	defer cancel()
-
 	need := needsWrite(res.Meta.Time, stored)
 	held := make([]int64, len(j.targets))
 	payload := &writer.Payload{Body: res.Body, Lcut: res.Meta.Time}
@@ -182,7 +250,7 @@ func (p *Poller) apply(ctx context.Context, j *job, res fetcher.Result, stored [
 			p.metrics.Write(v, "unchanged", 0)
 			continue
 		}
-		wr, err := p.store.Write(wctx, t, payload)
+		wr, err := p.write(ctx, t, payload)
 		switch {
 		case err != nil:
 			errs = append(errs, err)
@@ -207,14 +275,15 @@ func (p *Poller) apply(ctx context.Context, j *job, res fetcher.Result, stored [
 	if len(errs) == 0 && (written > 0 || first) {
 		// At start-up and with every write, as the layout requires; not on
 		// every full body a misbehaving CDN may send while nothing changes.
-		if err := p.deleteSiblings(wctx, j); err != nil {
+		// Its own Redis budget, and it runs to completion during shutdown.
+		if err := p.deleteSiblings(context.WithoutCancel(ctx), j); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if len(errs) == 0 {
-		if err := p.touch(wctx, j, untouched); err != nil {
-			errs = append(errs, err)
-		}
+	// The healthy targets' TTLs are refreshed even when another target of
+	// the key failed: otherwise one broken target would let them expire.
+	if err := p.touch(context.WithoutCancel(ctx), j, untouched); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) == 1 && errs[0] == errNotLeader {
 		return outcome{kind: kindNotPolled, label: "not_leader"}
@@ -247,8 +316,18 @@ func (p *Poller) apply(ctx context.Context, j *job, res fetcher.Result, stored [
 	return outcome{kind: kindSuccess, label: label, lcut: lcut, cursor: res.Cursor, written: written}
 }
 
-// touch refreshes the TTL of j's targets after a successful poll (only those
-// listed when names is non-nil). With no TTL configured it runs once per job,
+// write stores payload into one target. Each write has its own Redis budget
+// (a pooled connection's wait included), so a slow Redis makes a job slower,
+// never a job with many targets fail by design; and it runs to completion
+// during shutdown: each is one atomic script.
+func (p *Poller) write(ctx context.Context, t keys.Target, payload *writer.Payload) (writer.WriteResult, error) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opt.RedisTimeout)
+	defer cancel()
+	return p.store.Write(wctx, t, payload)
+}
+
+// touch refreshes the TTL of targets, some or all of j's, after a successful
+// poll. With no TTL configured it runs once per job,
 // to clear a TTL an earlier configuration may have left.
 func (p *Poller) touch(ctx context.Context, j *job, targets []keys.Target) error {
 	p.mu.Lock()
@@ -256,9 +335,6 @@ func (p *Poller) touch(ctx context.Context, j *job, targets []keys.Target) error
 	p.mu.Unlock()
 	if p.store.TTL() == 0 && !first {
 		return nil
-	}
-	if targets == nil {
-		targets = j.targets
 	}
 	tctx, cancel := context.WithTimeout(ctx, p.opt.RedisTimeout)
 	defer cancel()
@@ -272,15 +348,29 @@ func (p *Poller) touch(ctx context.Context, j *job, targets []keys.Target) error
 // deleteSiblings removes the statsig-br keys next to j's targets: server-core
 // stores with getBytes read them first, so a leftover would hide our writes.
 func (p *Poller) deleteSiblings(ctx context.Context, j *job) error {
-	if err := p.store.DeleteSiblings(ctx, j.targets); err != nil {
+	if !p.opt.Gate.Leading() {
+		return errNotLeader // fenced: only a leader whose lease is valid deletes
+	}
+	dctx, cancel := context.WithTimeout(ctx, p.opt.RedisTimeout)
+	defer cancel()
+	if err := p.store.DeleteSiblings(dctx, j.targets); err != nil {
 		p.metrics.RedisError("delete")
 		return err
 	}
 	return nil
 }
 
-// deleteEntries removes everything written for j; why goes to the log.
+// deleteEntries removes everything written for j; why goes to the log. It is
+// fenced like every delete: a replica that is not the leader, or whose lease
+// may have expired by its own clock, deletes nothing (a delete also removes
+// the write guard, so a stale replica's delete could let an older payload
+// back in).
 func (p *Poller) deleteEntries(ctx context.Context, j *job, why string) error {
+	if !p.opt.Gate.Leading() {
+		p.log.Warn().Str("sdk_key", j.name).Str("version", string(j.version())).Str("reason", why).
+			Msg("not deleting: this replica is not the leader")
+		return errNotLeader
+	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opt.RedisTimeout)
 	defer cancel()
 	if err := p.store.Delete(dctx, j.targets); err != nil {

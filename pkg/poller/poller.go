@@ -75,7 +75,11 @@ type Options struct {
 	// ShutdownGrace is how long Run waits for in-flight writes after its
 	// context ends; default 8s.
 	ShutdownGrace time.Duration
-	Gate          Gate
+	// SlowAfter is how long a fetch may take before it counts as slow and
+	// must move to the slow share of the concurrency (SlowShare), or give up
+	// if that share is full; default Interval/10, within 100ms…2s.
+	SlowAfter time.Duration
+	Gate      Gate
 }
 
 // Poller runs the polls.
@@ -90,7 +94,14 @@ type Poller struct {
 	jobs        []*job
 	pendingKeys []keys.SDKKey
 	keysChanged chan struct{}
-	kick        chan struct{}
+	takeover    chan struct{}
+
+	// healthy and slow are the two shares of the CDN concurrency, as
+	// semaphores: Concurrency fetches of keys in good standing, and
+	// SlowShare(Concurrency) more for keys that are failing (retries) or
+	// whose fetch has taken longer than SlowAfter. A few hanging keys can
+	// then hold only the slow share, never the pollers of every other key.
+	healthy, slow chan struct{}
 
 	epoch     time.Time    // the clock's zero: schedules use the monotonic time since
 	heartbeat atomic.Int64 // unix ns of the loop's last round
@@ -113,6 +124,7 @@ type job struct {
 	next         int64 // when to poll, on the Poller's clock
 	failingSince int64 // when the current run of failures began, on the Poller's clock; 0 when healthy
 	removed      bool  // its key left the configuration; guarded by the queue's lock
+	out          bool  // a poll of it is in flight; guarded by the queue's lock
 	spread       bool  // its first success placed it at a random point of the interval
 	// refusedSince is when the current run of 401/403 answers began, on the
 	// Poller's clock (0 when the key is not refused), refusals how many
@@ -219,6 +231,9 @@ func New(opt Options, f Fetcher, s Store, log zerolog.Logger, m *metrics.Metrics
 	if opt.Concurrency <= 0 {
 		opt.Concurrency = 64
 	}
+	if opt.SlowAfter <= 0 {
+		opt.SlowAfter = min(max(opt.Interval/10, 100*time.Millisecond), 2*time.Second)
+	}
 	// Every job needs a target (its version is read from them).
 	if len(opt.Layout.Formats) == 0 {
 		opt.Layout.Formats = []keys.Format{keys.SFP}
@@ -229,7 +244,8 @@ func New(opt Options, f Fetcher, s Store, log zerolog.Logger, m *metrics.Metrics
 	if opt.Gate == nil {
 		opt.Gate = alwaysLeading{}
 	}
-	p := &Poller{opt: opt, fetch: f, store: s, log: log, metrics: m, keysChanged: make(chan struct{}, 1), kick: make(chan struct{}, 1), epoch: time.Now()}
+	p := &Poller{opt: opt, fetch: f, store: s, log: log, metrics: m, keysChanged: make(chan struct{}, 1), takeover: make(chan struct{}, 1), epoch: time.Now(),
+		healthy: make(chan struct{}, opt.Concurrency), slow: make(chan struct{}, SlowShare(opt.Concurrency))}
 	for _, k := range opt.Keys {
 		for _, v := range opt.Versions {
 			p.jobs = append(p.jobs, p.newJob(k, v))
@@ -273,6 +289,17 @@ func (p *Poller) Statuses() []Status {
 // cancelled, writes complete) for at most ShutdownGrace.
 func (p *Poller) Run(ctx context.Context) error {
 	q := newQueue()
+	if p.opt.DeleteRemovedKeys {
+		// Deleted once no poll of the key is in flight, so that a poll
+		// already under way cannot write the entries back.
+		q.retired = func(j *job) {
+			go func() {
+				if err := p.deleteEntries(ctx, j, "key removed from the configuration (DELETE_REMOVED_KEYS)"); err != nil {
+					p.log.Warn().Err(err).Str("sdk_key", j.name).Msg("deleting a removed key's entries failed")
+				}
+			}()
+		}
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	work, stopPollers := p.startPollers(ctx, q.put)
@@ -299,10 +326,12 @@ func (p *Poller) Run(ctx context.Context) error {
 		case <-p.keysChanged:
 			p.applyKeys(ctx, q)
 			continue
-		case <-p.kick:
-			// Everything waiting is due now (e.g. this replica just became
-			// leader and should not wait out a follower's interval).
-			q.allDue(p.clock())
+		case <-p.takeover:
+			// This replica just became leader: every key is polled within
+			// one interval, at random points of it, so a takeover spreads
+			// the polls as a start does instead of sending them all at once
+			// (and keeping them in one burst every interval after).
+			q.spreadWithin(p.clock(), int64(p.opt.Interval), rand.Float64)
 			continue
 		case <-q.wake:
 			continue
@@ -340,10 +369,11 @@ func (p *Poller) RedisOK() time.Time {
 	return time.Unix(0, n)
 }
 
-// Kick makes every waiting job due at once. It never blocks.
-func (p *Poller) Kick() {
+// TakeOver tells the poller this replica has just become leader: every key
+// is then polled within one interval, spread over it. It never blocks.
+func (p *Poller) TakeOver() {
 	select {
-	case p.kick <- struct{}{}:
+	case p.takeover <- struct{}{}:
 	default:
 	}
 }
@@ -396,7 +426,7 @@ func (p *Poller) applyKeys(ctx context.Context, q *queue) {
 	for _, j := range added {
 		q.add(now, j)
 	}
-	q.remove(removed)
+	q.remove(removed) // DELETE_REMOVED_KEYS deletes through q.retired
 	for _, j := range removed {
 		p.metrics.ForgetKey(j.name, string(j.version()))
 	}
@@ -405,15 +435,6 @@ func (p *Poller) applyKeys(ctx context.Context, q *queue) {
 		return
 	}
 	p.log.Info().Int("jobs_added", len(added)).Int("jobs_removed", len(removed)).Int("sdk_keys", nKeys).Msg("SDK keys changed")
-	if p.opt.DeleteRemovedKeys && len(removed) > 0 && p.opt.Gate.Leading() {
-		go func() {
-			for _, j := range removed {
-				if err := p.deleteEntries(ctx, j, "key removed from the configuration (DELETE_REMOVED_KEYS)"); err != nil {
-					p.log.Warn().Err(err).Str("sdk_key", j.name).Msg("deleting a removed key's entries failed")
-				}
-			}
-		}()
-	}
 }
 
 // Once polls every job once, all through the same path as Run, and returns
@@ -462,7 +483,7 @@ func (b *batch) storedFor(i int) []writer.Stored {
 // per poll.
 func (p *Poller) startPollers(ctx context.Context, finished func(*job)) (chan<- *batch, func()) {
 	work, quit := make(chan *batch), make(chan struct{})
-	for range p.opt.Concurrency {
+	for range p.pollers() {
 		go func() {
 			for {
 				select {
@@ -479,6 +500,13 @@ func (p *Poller) startPollers(ctx context.Context, finished func(*job)) (chan<- 
 	}
 	return work, func() { close(quit) }
 }
+
+// pollers is how many goroutines poll: one per fetch either share allows.
+func (p *Poller) pollers() int { return cap(p.healthy) + cap(p.slow) }
+
+// SlowShare is the part of the CDN concurrency added for failing and slow
+// fetches: a quarter of the rest, at least one.
+func SlowShare(concurrency int) int { return max(1, concurrency/4) }
 
 // runBatch asks Redis about every target of the jobs in one pipeline, then
 // has the pollers poll them. Every job reaches finished exactly once, polled
@@ -503,7 +531,7 @@ func (p *Poller) runBatch(ctx context.Context, jobs []*job, work chan<- *batch, 
 	}
 	// As many pollers as there are jobs, up to the cap; fewer when the first
 	// ones have already claimed every job.
-	for n := min(len(jobs), p.opt.Concurrency); n > 0 && b.next.Load() < int64(len(jobs)); n-- {
+	for n := min(len(jobs), p.pollers()); n > 0 && b.next.Load() < int64(len(jobs)); n-- {
 		select {
 		case work <- b:
 		case <-ctx.Done():

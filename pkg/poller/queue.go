@@ -1,6 +1,8 @@
 package poller
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 	"time"
 )
@@ -18,6 +20,11 @@ type queue struct {
 	wakeAt   int64 // when the loop looks next, on the Poller's clock; 0 while it runs
 	idle     chan struct{}
 	wake     chan struct{} // capacity 1: a job is due before wakeAt
+	// retired, when set, is called for every removed job once no poll of
+	// it is in flight (at once, or when its poll ends), outside the lock:
+	// what a removal deletes must not be written again by a poll that was
+	// already under way.
+	retired func(*job)
 }
 
 func newQueue() *queue { return &queue{wake: make(chan struct{}, 1)} }
@@ -35,6 +42,7 @@ func (q *queue) add(at int64, j *job) {
 func (q *queue) put(j *job) {
 	q.mu.Lock()
 	q.inflight--
+	j.out = false
 	if !j.removed {
 		q.h.push(j.next, j)
 		q.signalLocked(j.next)
@@ -43,7 +51,11 @@ func (q *queue) put(j *job) {
 		close(q.idle)
 		q.idle = nil
 	}
+	retired, removed := q.retired, j.removed
 	q.mu.Unlock()
+	if removed && retired != nil {
+		retired(j)
+	}
 }
 
 func (q *queue) signalLocked(at int64) {
@@ -81,6 +93,7 @@ func (q *queue) takeDue(horizon int64) []*job {
 			break
 		}
 		if !j.removed {
+			j.out = true
 			batch = append(batch, j)
 		}
 	}
@@ -92,16 +105,27 @@ func (q *queue) takeDue(horizon int64) []*job {
 // schedule when its turn comes, or when its poll in flight ends.
 func (q *queue) remove(jobs []*job) {
 	q.mu.Lock()
+	var idle []*job
 	for _, j := range jobs {
 		j.removed = true
+		if !j.out {
+			idle = append(idle, j)
+		}
 	}
+	retired := q.retired
 	q.mu.Unlock()
+	if retired != nil {
+		for _, j := range idle {
+			retired(j)
+		}
+	}
 }
 
-// allDue makes every waiting job due at now.
-func (q *queue) allDue(now int64) {
+// spreadWithin makes every waiting job due within span of now, each at a
+// random point, keeping any that is due sooner.
+func (q *queue) spreadWithin(now, span int64, u func() float64) {
 	q.mu.Lock()
-	q.h.allDue(now)
+	q.h.spreadWithin(now, span, u)
 	q.mu.Unlock()
 }
 
@@ -192,9 +216,12 @@ func (s *schedule) popDue(limit int64) (*job, bool) {
 	return j, true
 }
 
-// allDue makes every job due at now (equal times keep the heap order).
-func (s schedule) allDue(now int64) {
+// spreadWithin moves every job due later than now+span to a random point of
+// [now, now+span), keeping the others, and restores the heap order (a sorted
+// array is a heap).
+func (s schedule) spreadWithin(now, span int64, u func() float64) {
 	for i := range s {
-		s[i].at = now
+		s[i].at = min(s[i].at, now+int64(float64(span)*u()))
 	}
+	slices.SortFunc(s, func(a, b entry) int { return cmp.Compare(a.at, b.at) })
 }
