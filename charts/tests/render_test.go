@@ -211,6 +211,8 @@ func TestDefaultEnv(t *testing.T) {
 		"REDIS_FORMATS":                  "sfp",
 		"REDIS_NODE_REDIS_HASH":          "statsig-redis",
 		"REDIS_KEY_TTL":                  "0",
+		"REDIS_WAIT_REPLICAS":            "0",
+		"REDIS_WAIT_TIMEOUT":             "100ms",
 		"LEADER_ELECTION":                "true",
 		"LEADER_LEASE":                   "15s",
 		"ADMIN_ADDR":                     ":8080",
@@ -274,6 +276,8 @@ func TestSentinel(t *testing.T) {
 	wantEqual(t, "REDIS_SENTINEL_PASSWORD_FILE", env["REDIS_SENTINEL_PASSWORD_FILE"], "/etc/statsig-populator/secrets/redis-sentinel-password")
 	wantEqual(t, "REDIS_DB", env["REDIS_DB"], "2")
 	wantEqual(t, "REDIS_URL", env["REDIS_URL"], "redis://127.0.0.1:6379/2")
+	wantEqual(t, "REDIS_WAIT_REPLICAS", env["REDIS_WAIT_REPLICAS"], "1")
+	wantEqual(t, "REDIS_WAIT_TIMEOUT", env["REDIS_WAIT_TIMEOUT"], "250ms")
 	wantEqual(t, "secret data", chartSecretData(t, r), map[string]string{
 		"sdk-keys":                "secret-testKeyOne0123456789abcdefghij\n",
 		"redis-password":          "redis-pass-Zq9",
@@ -298,15 +302,16 @@ func TestTLS(t *testing.T) {
 	r := mustRender(t, valuesFile(t, "tls.yaml"))
 	env := configOf(t, r)
 	for k, v := range map[string]string{
-		"REDIS_TLS":             "true",
-		"REDIS_TLS_CA_FILE":     "/etc/statsig-populator/redis-tls/ca.crt",
-		"REDIS_TLS_CERT_FILE":   "/etc/statsig-populator/redis-tls/tls.crt",
-		"REDIS_TLS_KEY_FILE":    "/etc/statsig-populator/redis-tls/tls.key",
-		"REDIS_TLS_SERVER_NAME": "redis.example.internal",
-		"REDIS_URL":             "redis://redis.example.internal:6380/0",
-		"STATSIG_CA_FILE":       "/etc/statsig-populator/statsig-ca/ca.crt",
-		"HTTPS_PROXY":           "http://proxy.internal:3128",
-		"NO_PROXY":              ".cluster.local,10.0.0.0/8",
+		"REDIS_TLS":                 "true",
+		"REDIS_TLS_CA_FILE":         "/etc/statsig-populator/redis-tls/ca.crt",
+		"REDIS_TLS_CERT_FILE":       "/etc/statsig-populator/redis-tls/tls.crt",
+		"REDIS_TLS_KEY_FILE":        "/etc/statsig-populator/redis-tls/tls.key",
+		"REDIS_TLS_SERVER_NAME":     "redis.example.internal",
+		"REDIS_URL":                 "redis://redis.example.internal:6380/0",
+		"STATSIG_CA_FILE":           "/etc/statsig-populator/statsig-ca/ca.crt",
+		"HTTPS_PROXY":               "http://proxy.internal:3128",
+		"NO_PROXY":                  ".cluster.local,10.0.0.0/8",
+		"CONDITIONAL_FETCH_TIMEOUT": "3s",
 	} {
 		wantEqual(t, k, env[k], v)
 	}

@@ -98,7 +98,11 @@ func (p *Poller) poll(ctx context.Context, j *job, stored []writer.Stored, inspe
 		if first {
 			// A start or takeover confirmed by a conditional poll: the
 			// statsig-br siblings go, as with a write.
-			if err := p.deleteSiblings(ctx, j); err != nil {
+			switch err := p.deleteSiblings(ctx, j); {
+			case errors.Is(err, errNotLeader):
+				p.finish(j, outcome{kind: kindNotPolled, label: "not_leader"}) // not a Redis error
+				return
+			case err != nil:
 				p.finish(j, outcome{kind: kindRedisRetry, label: "redis_error", err: err})
 				return
 			}

@@ -134,6 +134,9 @@ STATSIG_DCS_VERSIONS: {{ join "," $v.statsig.dcsVersions | quote }}
 POLL_INTERVAL: {{ $v.statsig.pollInterval | quote }}
 POLL_CONCURRENCY: {{ int64 $v.statsig.pollConcurrency | quote }}
 FETCH_TIMEOUT: {{ $v.statsig.fetchTimeout | quote }}
+{{- with $v.statsig.conditionalFetchTimeout }}
+CONDITIONAL_FETCH_TIMEOUT: {{ . | quote }}
+{{- end }}
 MAX_PAYLOAD_BYTES: {{ int64 $v.statsig.maxPayloadBytes | quote }}
 MAX_CLOCK_SKEW: {{ $v.statsig.maxClockSkew | quote }}
 DELETE_ON_UNAUTHORIZED: {{ $v.statsig.deleteOnUnauthorized | toString | quote }}
@@ -188,6 +191,8 @@ REDIS_KEY_SCHEMAS: {{ join "," $v.redis.keySchemas | quote }}
 REDIS_FORMATS: {{ join "," $v.redis.formats | quote }}
 REDIS_NODE_REDIS_HASH: {{ $v.redis.nodeRedisHash | quote }}
 REDIS_KEY_TTL: {{ $v.redis.keyTTL | toString | quote }}
+REDIS_WAIT_REPLICAS: {{ int64 $v.redis.waitReplicas | quote }}
+REDIS_WAIT_TIMEOUT: {{ $v.redis.waitTimeout | quote }}
 LEADER_ELECTION: {{ $v.leaderElection.enabled | toString | quote }}
 LEADER_LEASE: {{ $v.leaderElection.lease | quote }}
 ADMIN_ADDR: {{ printf ":%d" (int64 $v.admin.port) | quote }}
