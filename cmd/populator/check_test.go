@@ -5,10 +5,8 @@ package main
 
 import (
 	"bytes"
-	"compress/zlib"
 	"context"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -20,6 +18,7 @@ import (
 	"time"
 
 	"github.com/statsig-populator/statsig-populator/internal/e2e"
+	"github.com/statsig-populator/statsig-populator/internal/fakecdn"
 	"github.com/statsig-populator/statsig-populator/internal/redistest"
 	"github.com/statsig-populator/statsig-populator/pkg/keys"
 )
@@ -246,33 +245,6 @@ func TestCheckFutureProblemSaturates(t *testing.T) {
 	}
 }
 
-// zlibBomb is a valid zlib stream of n MiB of zeros, about 1000:1: the
-// compressor's output for one MiB after a sync flush, repeated (it is
-// identical once the window holds only zeros).
-func zlibBomb(t *testing.T, n int) []byte {
-	t.Helper()
-	var z bytes.Buffer
-	zw, _ := zlib.NewWriterLevel(&z, zlib.BestCompression)
-	mib := make([]byte, 1<<20)
-	var marks []int
-	for i := 0; i < 3; i++ {
-		_, _ = zw.Write(mib)
-		_ = zw.Flush()
-		marks = append(marks, z.Len())
-	}
-	out := z.Bytes()
-	head, rep := out[:marks[0]], out[marks[0]:marks[1]]
-	if !bytes.Equal(rep, out[marks[1]:marks[2]]) {
-		t.Fatal("compressor output for a MiB of zeros does not repeat")
-	}
-	bomb := append([]byte(nil), head...)
-	for i := 1; i < n; i++ {
-		bomb = append(bomb, rep...)
-	}
-	bomb = append(bomb, 0x03, 0x00) // a final, empty, fixed-Huffman block
-	return binary.BigEndian.AppendUint32(bomb, uint32((uint64(n)<<20)%65521)<<16|1)
-}
-
 // Issue 11: a zlib bomb in the node-redis HASH made check inflate it whole;
 // now it stops at MAX_PAYLOAD_BYTES and says so. Key names never appear in
 // the output, even for targets of another type.
@@ -284,7 +256,7 @@ func TestCheckNodeRedisBombAndKeyNames(t *testing.T) {
 	runOnceOK(t, environ)
 
 	nr := keys.Layout{Formats: []keys.Format{keys.NodeRedis}, Schemas: []keys.Schema{keys.Hashed}}.Targets(keyA, keys.V1)[0]
-	bomb := zlibBomb(t, 16)
+	bomb := fakecdn.ZlibBomb(16)
 	rdb.HSet(ctx, nr.Key, nr.Field, base64.StdEncoding.EncodeToString(bomb))
 	sfpPrefix := keys.Targets("", keyA, keys.V2, []keys.Schema{keys.Prefix})[0]
 	rdb.Del(ctx, sfpPrefix.Key)

@@ -66,6 +66,7 @@ func setup(stderr io.Writer) (*worker, error) {
 		store:   writer.New(rdb, cfg.KeyTTL),
 		fetcher: fetcher.New(wiring.FetcherOptions(cfg, "statsig-populator/"+buildVersion())),
 	}
+	w.store.SetWaitReplicas(cfg.WaitReplicas, cfg.WaitTimeout)
 	log.Info().Str("version", buildVersion()).Int("sdk_keys", len(cfg.SDKKeys)).Strs("versions", strs(cfg.Versions)).
 		Strs("formats", strs(cfg.Layout.Formats)).Strs("schemas", strs(cfg.Layout.Schemas)).Str("redis", target).
 		Str("api_url", cfg.APIURL).Dur("interval", cfg.PollInterval).Int("gomaxprocs", runtime.GOMAXPROCS(0)).Msg("starting")

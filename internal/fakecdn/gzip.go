@@ -3,6 +3,7 @@ package fakecdn
 import (
 	"bytes"
 	"compress/gzip"
+	"compress/zlib"
 	"encoding/binary"
 	"hash/crc32"
 	"strconv"
@@ -75,4 +76,33 @@ func GzipCorrupt(body []byte) []byte {
 		z[i] ^= 0xa5
 	}
 	return z
+}
+
+// ZlibBomb is a valid zlib stream (RFC 1950, what statsig-node-redis stores
+// base64-encoded) of mib MiB of zeros, about 1000 times smaller than what it
+// inflates to. It repeats the compressor's output for one MiB after a sync
+// flush (identical once the window holds only zeros), so it costs one MiB of
+// compression rather than mib.
+func ZlibBomb(mib int) []byte {
+	var z bytes.Buffer
+	zw, _ := zlib.NewWriterLevel(&z, zlib.BestCompression)
+	zeros := make([]byte, 1<<20)
+	var marks []int
+	for i := 0; i < 3; i++ {
+		_, _ = zw.Write(zeros)
+		_ = zw.Flush()
+		marks = append(marks, z.Len())
+	}
+	out := z.Bytes()
+	head, rep := out[:marks[0]], out[marks[0]:marks[1]]
+	if !bytes.Equal(rep, out[marks[1]:marks[2]]) {
+		panic("fakecdn: the compressor's output for a MiB of zeros does not repeat")
+	}
+	bomb := append([]byte(nil), head...)
+	for i := 1; i < mib; i++ {
+		bomb = append(bomb, rep...)
+	}
+	bomb = append(bomb, 0x03, 0x00) // a final, empty, fixed-Huffman block
+	// Adler-32 of zeros: a = 1, b = the length (mod 65521).
+	return binary.BigEndian.AppendUint32(bomb, uint32((uint64(mib)<<20)%65521)<<16|1)
 }

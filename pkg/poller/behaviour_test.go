@@ -2,6 +2,7 @@ package poller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -466,4 +467,43 @@ func askedSince(h *harness, k keys.SDKKey, v keys.Version, t time.Time) bool {
 		}
 	}
 	return false
+}
+
+// unreachableStore is a writer whose Inspect reports the targets of one SDK
+// key as on a node that cannot be asked (a failed Cluster master).
+type unreachableStore struct {
+	*writer.Writer
+	down map[string]bool // target key names
+}
+
+func (s unreachableStore) Inspect(ctx context.Context, targets []keys.Target) ([]writer.Stored, error) {
+	out, err := s.Writer.Inspect(ctx, targets)
+	for i, t := range targets {
+		if err == nil && s.down[t.Key] {
+			out[i] = writer.Stored{Err: errors.New("dial tcp: connection refused"), Unreachable: true}
+		}
+	}
+	return out, err
+}
+
+// A key whose node cannot be asked is a Redis retry: no fetch (nothing could
+// be written), while the keys on other nodes go on.
+func TestUnreachableTargetIsNotFetched(t *testing.T) {
+	h := newHarness(t, Options{})
+	down := map[string]bool{}
+	for _, v := range allVers {
+		for _, tg := range keys.Targets("", testKey, v, allSch) {
+			down[tg.Key] = true
+		}
+	}
+	h.poller.store = unreachableStore{Writer: h.poller.store.(*writer.Writer), down: down}
+	h.run()
+	h.waitFor("the other key written", 5*time.Second, func() bool { return h.current(otherKey) })
+	h.waitFor("the unreachable key retried", 5*time.Second, func() bool {
+		st := h.status(testKey, keys.V1)
+		return st.LastOutcome == "redis_error" && st.ConsecutiveFailures >= 2
+	})
+	if n := len(h.cdn.RequestsFor(testKey, keys.V1)) + len(h.cdn.RequestsFor(testKey, keys.V2)); n != 0 {
+		t.Errorf("%d fetches for a key whose Redis node cannot be asked", n)
+	}
 }

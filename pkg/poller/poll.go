@@ -39,6 +39,15 @@ func (p *Poller) poll(ctx context.Context, j *job, stored []writer.Stored, inspe
 		p.finish(j, outcome{kind: kindRedisRetry, label: "redis_error", err: inspectErr})
 		return
 	}
+	for _, s := range stored {
+		if s.Unreachable {
+			// Its node (a failed Cluster master) cannot be asked: nothing to
+			// fetch for, and a write would wait for the node's timeout. The
+			// keys on other nodes go on; this one resumes after failover.
+			p.finish(j, outcome{kind: kindRedisRetry, label: "redis_error", err: s.Err})
+			return
+		}
+	}
 	if lcut := maxLcut(stored); futureLcut(lcut, time.Now(), p.opt.MaxClockSkew) {
 		// Nothing the CDN sends can replace it (the write guard refuses
 		// anything older), so fetching would only cost downloads: say so
@@ -261,6 +270,10 @@ func (p *Poller) apply(ctx context.Context, j *job, res fetcher.Result, stored [
 			p.metrics.Write(v, "error", 0)
 			p.metrics.RedisError("write")
 		case wr.Written:
+			if wr.Warning != "" {
+				p.log.Warn().Str("sdk_key", j.name).Str("version", v).Str("target", string(t.Format)+"/"+string(t.Schema)).
+					Str("wait", wr.Warning).Msg("written, but fewer replicas acknowledged it than REDIS_WAIT_REPLICAS")
+			}
 			held[i] = res.Meta.Time
 			written++
 			p.metrics.Write(v, "written", len(res.Body))

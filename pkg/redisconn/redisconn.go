@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -62,7 +63,20 @@ type Options struct {
 	// Tuning is the go-redis options given in REDIS_URL's query (see
 	// ParseQuery), applied to every topology.
 	Tuning Tuning
+	// ClusterRefresh is how old a cluster's slot map may get before the
+	// next command makes go-redis reload it in the background (0:
+	// DefaultClusterRefresh). Only for Mode Cluster.
+	ClusterRefresh time.Duration
 }
+
+// DefaultClusterRefresh is the slot map age that triggers a reload on a
+// cluster. go-redis's own default is 60 s, and it does not reload on
+// connection errors: after a master dies and its replica takes over, a
+// client keeps dialling the dead node until then. The worker sends commands
+// continuously, so the map it routes with is never much older than this;
+// pkg/writer also asks for a reload as soon as a node fails to answer. A
+// reload is one CLUSTER SLOTS to one node.
+const DefaultClusterRefresh = 2 * time.Second
 
 // Describe names the target without credentials, for logs.
 func (o Options) Describe() string {
@@ -141,6 +155,19 @@ func New(o Options) (redis.UniversalClient, error) {
 		// picked up by the next connection made. Sentinel connections have no
 		// such hook in go-redis, so REDIS_SENTINEL_PASSWORD_FILE is read once.
 		opt.CredentialsProviderContext = (&fileCredentials{username: o.Username, path: o.PasswordFile, last: o.Password}).get
+	}
+	if o.Mode == Cluster && opt.MasterName == "" {
+		// Built here rather than by NewUniversalClient, which has no
+		// field for the reload interval.
+		co := opt.Cluster()
+		co.ClusterStateReloadInterval = cmp.Or(o.ClusterRefresh, DefaultClusterRefresh)
+		// One dial per connection attempt: go-redis otherwise dials a node
+		// five times, 100 ms apart, before a command sees the failure, and
+		// retries the command (MaxRedirects, 3) on top: 1.6 s per command or
+		// pipeline to a dead master, for the worker's batches and so for the
+		// keys on the healthy masters too. The command-level retries remain.
+		co.DialerRetries = 1
+		return redis.NewClusterClient(co), nil
 	}
 	return redis.NewUniversalClient(opt), nil
 }

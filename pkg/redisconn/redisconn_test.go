@@ -81,8 +81,17 @@ func TestNewOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rdb.Close()
-	if got := rdb.(*redis.ClusterClient).Options(); got.PoolSize != 68 {
-		t.Errorf("cluster pool size = %d, want 68", got.PoolSize)
+	if got := rdb.(*redis.ClusterClient).Options(); got.PoolSize != 68 || got.ClusterStateReloadInterval != DefaultClusterRefresh || got.DialerRetries != 1 ||
+		!got.ContextTimeoutEnabled || got.ClientName != "statsig-populator" || got.PipelineReadBufferSize != 32<<10 {
+		t.Errorf("cluster options: pool size %d (want 68), slot map refresh %v (want %v), %+v", got.PoolSize, got.ClusterStateReloadInterval, DefaultClusterRefresh, got)
+	}
+	custom, err := New(Options{Mode: Cluster, Addrs: []string{"127.0.0.1:1"}, ClusterRefresh: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer custom.Close()
+	if got := custom.(*redis.ClusterClient).Options().ClusterStateReloadInterval; got != time.Second {
+		t.Errorf("ClusterRefresh 1s gave a reload interval of %v", got)
 	}
 
 	if _, err := New(Options{Mode: Standalone}); err == nil {

@@ -5,7 +5,6 @@ import (
 	"compress/zlib"
 	"context"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"io"
 	"runtime"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/statsig-populator/statsig-populator/internal/fakecdn"
 	"github.com/statsig-populator/statsig-populator/internal/redistest"
 	"github.com/statsig-populator/statsig-populator/pkg/keys"
 )
@@ -137,40 +137,11 @@ func TestReplyIsScrubbed(t *testing.T) {
 	}
 }
 
-// zlibBomb is a valid zlib stream of n MiB of zeros, about 1000 times smaller
-// than what it inflates to. It repeats the compressor's output for one MiB
-// after a sync flush (identical once the window holds only zeros), so it
-// costs one MiB of compression rather than n.
-func zlibBomb(t *testing.T, n int) []byte {
-	t.Helper()
-	var z bytes.Buffer
-	zw, _ := zlib.NewWriterLevel(&z, zlib.BestCompression)
-	mib := make([]byte, 1<<20)
-	var marks []int
-	for i := 0; i < 3; i++ {
-		_, _ = zw.Write(mib)
-		_ = zw.Flush()
-		marks = append(marks, z.Len())
-	}
-	out := z.Bytes()
-	head, rep := out[:marks[0]], out[marks[0]:marks[1]]
-	if !bytes.Equal(rep, out[marks[1]:marks[2]]) {
-		t.Fatal("compressor output for a MiB of zeros does not repeat")
-	}
-	bomb := append([]byte(nil), head...)
-	for i := 1; i < n; i++ {
-		bomb = append(bomb, rep...)
-	}
-	bomb = append(bomb, 0x03, 0x00) // a final, empty, fixed-Huffman block
-	// Adler-32 of zeros: a = 1, b = the length (mod 65521).
-	return binary.BigEndian.AppendUint32(bomb, uint32((uint64(n)<<20)%65521)<<16|1)
-}
-
 // Issue 11: DecodeNodeRedis inflated without a bound, so a small value in the
 // node-redis HASH made populator check allocate without limit.
 func TestDecodeNodeRedisBomb(t *testing.T) {
 	const n = 16 // MiB inflated
-	bomb := zlibBomb(t, n)
+	bomb := fakecdn.ZlibBomb(n)
 	if ratio := (n << 20) / len(bomb); ratio < 1000 {
 		t.Fatalf("bomb ratio %d:1, want at least 1000:1", ratio)
 	}
@@ -215,7 +186,7 @@ func TestReadBombInNodeRedisHash(t *testing.T) {
 	w, srv := newWriter(t, 0)
 	w.SetMaxPayload(1 << 20)
 	tg := prefixTarget(keys.NodeRedis)
-	value := base64.StdEncoding.EncodeToString(zlibBomb(t, 16))
+	value := base64.StdEncoding.EncodeToString(fakecdn.ZlibBomb(16))
 	srv.Client().HSet(ctx, tg.Key, tg.Field, value, tg.LcutRef, "1700000000000")
 	e, err := w.Read(ctx, tg)
 	if !errors.Is(err, ErrPayloadTooLarge) || e.Payload != nil || e.Size != len(value) || e.Lcut != 1700000000000 {

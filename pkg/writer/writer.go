@@ -19,6 +19,7 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -95,6 +96,13 @@ type Writer struct {
 	ttl time.Duration
 	// maxPayload bounds what Read and ReadMany inflate (0: DefaultMaxPayload).
 	maxPayload int64
+	// waitReplicas and waitTimeout: a WAIT after each write that wrote
+	// (SetWaitReplicas); 0 replicas means none.
+	waitReplicas int
+	waitTimeout  time.Duration
+	// lastReload is when a cluster slot map reload was last asked for
+	// (unix ns), to ask at most once per ReloadMinInterval.
+	lastReload atomic.Int64
 }
 
 // New returns a Writer. ttl 0 means keys never expire.
@@ -189,16 +197,34 @@ type Stored struct {
 	// Lcut is the stored lcut, 0 when the target or its payload is missing.
 	Lcut int64
 	// Err is set when this target could not be read (for example a key of
-	// another type); the other targets of the batch are still valid.
+	// another type, or its cluster node down); the other targets of the
+	// batch are still valid.
 	Err error
+	// Unreachable is set with Err when Redis could not be asked about the
+	// target at all (IsUnreachable: its node refused or lost the
+	// connection, timed out, or answered CLUSTERDOWN, MASTERDOWN, LOADING,
+	// TRYAGAIN, READONLY, an unfollowed redirect or an authentication
+	// failure) rather than answering about the key itself (a key of another
+	// type: Unreachable false). Asking again later is the cure, not a
+	// rewrite: nothing is known about what the target holds.
+	Unreachable bool
 }
 
 // Present reports whether a payload is stored.
 func (s Stored) Present() bool { return s.Err == nil && s.Lcut > 0 }
 
 // Inspect reads the lcut of every target in one round trip (one per node on a
-// cluster). It never reads payloads. The error is set only when Redis could
-// not be asked at all.
+// cluster). It never reads payloads.
+//
+// Failures are per target: a target whose node cannot be reached (a cluster
+// master that died, before the cluster fails over) gets Err and Unreachable,
+// and the targets on the other nodes still get their lcut. The error is set
+// only when no target at all could be read (Redis down, or every node
+// holding these targets down): the caller can tell "Redis is down" from
+// "one node is down". On a cluster, a connection-level failure also asks
+// go-redis to reload its slot map (at most once per ReloadMinInterval), so a
+// failover is noticed within a round trip rather than at the next periodic
+// refresh.
 //
 // One command per target: a forward-proxy or node-redis payload and its lcut
 // live in one HASH and are written together by one script, so the lcut stands
@@ -211,47 +237,179 @@ func (w *Writer) Inspect(ctx context.Context, targets []keys.Target) ([]Stored, 
 	if len(targets) == 0 {
 		return out, nil
 	}
+	causes := make([]error, len(targets)) // the raw error of each unreachable target
+	groups := w.byNode(ctx, targets)
+	if len(groups) == 1 {
+		st, ca := w.inspectGroup(ctx, pick(targets, groups[0]))
+		for n, i := range groups[0] {
+			out[i], causes[i] = st[n], ca[n]
+		}
+	} else {
+		w.inspectNodes(ctx, targets, groups, out, causes)
+	}
+	var first error
+	reached := false
+	for i := range out {
+		if !out[i].Unreachable {
+			reached = true
+		} else if first == nil {
+			first = causes[i]
+		}
+	}
+	if first != nil {
+		w.noteUnreachable()
+	}
+	if !reached {
+		return nil, scrub(first, targets...)
+	}
+	return out, nil
+}
+
+// StragglerWait is how long Inspect waits for the other nodes of a cluster
+// once one node has answered (a node failing at once, connection refused,
+// does not count as an answer). A node that does not answer (stopped, or its
+// host gone without a reset, so that only a timeout ends the wait) would
+// otherwise hold every batch, and so the keys on the healthy nodes, for the
+// caller's whole timeout.
+const StragglerWait = 500 * time.Millisecond
+
+// inspectNodes runs one pipeline per node group, concurrently: a node that
+// does not answer (its pipeline retried until the context ends) cannot stamp
+// its error on the answers of the others, as one cluster-wide pipeline would
+// once its retries run out of time. Groups still unanswered StragglerWait
+// after the first node answered are reported unreachable; their pipelines
+// end on their own, bounded by ctx, and what they find is dropped.
+func (w *Writer) inspectNodes(ctx context.Context, targets []keys.Target, groups [][]int, out []Stored, causes []error) {
+	type answer struct {
+		group  int
+		stored []Stored
+		causes []error
+	}
+	answers := make(chan answer, len(groups)) // buffered: a straggler never blocks
+	for g, idx := range groups {
+		// The group's own copy: a straggler may still read it after
+		// Inspect has returned.
+		ts := pick(targets, idx)
+		go func() {
+			st, ca := w.inspectGroup(ctx, ts)
+			answers <- answer{g, st, ca}
+		}()
+	}
+	answered := make([]bool, len(groups))
+	var straggle <-chan time.Time
+	for pending := len(groups); pending > 0; {
+		select {
+		case a := <-answers:
+			for n, i := range groups[a.group] {
+				out[i], causes[i] = a.stored[n], a.causes[n]
+			}
+			answered[a.group] = true
+			pending--
+			if straggle == nil && reachedAny(a.stored) {
+				timer := time.NewTimer(StragglerWait)
+				defer timer.Stop()
+				straggle = timer.C
+			}
+		case <-straggle:
+			err := fmt.Errorf("no answer within %v of the other cluster nodes: %w", StragglerWait, context.DeadlineExceeded)
+			for g, idx := range groups {
+				if answered[g] {
+					continue
+				}
+				for _, i := range idx {
+					out[i] = Stored{Err: targetErr(targets[i], err), Unreachable: true}
+					causes[i] = err
+				}
+			}
+			pending = 0
+		}
+	}
+}
+
+func reachedAny(stored []Stored) bool {
+	for _, s := range stored {
+		if !s.Unreachable {
+			return true
+		}
+	}
+	return false
+}
+
+// pick is a new slice of targets[i] for each i of idx.
+func pick(targets []keys.Target, idx []int) []keys.Target {
+	out := make([]keys.Target, len(idx))
+	for n, i := range idx {
+		out[n] = targets[i]
+	}
+	return out
+}
+
+// inspectGroup reads targets (all on one node on a cluster) in one pipeline:
+// what each holds and, for each unreachable one, the raw error.
+func (w *Writer) inspectGroup(ctx context.Context, targets []keys.Target) ([]Stored, []error) {
+	out := make([]Stored, len(targets))
+	causes := make([]error, len(targets))
 	lcuts := make([]*redis.StringCmd, len(targets))
 	sizes := make([]*redis.IntCmd, len(targets))
-	_, err := w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, t := range targets {
+	cmds, err := w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for n, t := range targets {
 			switch t.Format {
 			case keys.NodeRedis:
-				lcuts[i] = p.HGet(ctx, t.Key, t.LcutRef)
+				lcuts[n] = p.HGet(ctx, t.Key, t.LcutRef)
 			case keys.String:
-				lcuts[i] = p.Get(ctx, t.LcutRef)
-				sizes[i] = p.StrLen(ctx, t.Key)
+				lcuts[n] = p.Get(ctx, t.LcutRef)
+				sizes[n] = p.StrLen(ctx, t.Key)
 			default:
-				lcuts[i] = p.HGet(ctx, t.Key, "lcut")
+				lcuts[n] = p.HGet(ctx, t.Key, "lcut")
 			}
 		}
 		return nil
 	})
-	if err != nil && !isPerKeyError(err) {
-		return nil, scrub(err, targets...)
+	// A connection that could not be set up (refused credentials) fails the
+	// whole pipeline and may leave no command behind to carry the error:
+	// then every target of the group failed with it. Otherwise each command
+	// carries its own result.
+	whole := err != nil && !isPerKeyError(err)
+	if whole {
+		for _, c := range cmds {
+			if e := c.Err(); e != nil && !isPerKeyError(e) {
+				whole = false
+				break
+			}
+		}
 	}
-	for i := range targets {
-		s := &out[i]
-		if sizes[i] != nil {
-			size, err := sizes[i].Result()
+	fail := func(n int, err error) {
+		out[n].Err = targetErr(targets[n], err)
+		if IsUnreachable(err) {
+			out[n].Unreachable = true
+			causes[n] = err
+		}
+	}
+	for n := range targets {
+		if whole {
+			fail(n, err)
+			continue
+		}
+		if sizes[n] != nil {
+			size, err := sizes[n].Result()
 			if err != nil {
-				s.Err = targetErr(targets[i], err)
+				fail(n, err)
 				continue
 			}
 			if size == 0 {
 				continue
 			}
 		}
-		text, err := lcuts[i].Result()
+		text, err := lcuts[n].Result()
 		switch {
 		case errors.Is(err, redis.Nil):
 		case err != nil:
-			s.Err = targetErr(targets[i], err)
+			fail(n, err)
 		default:
-			s.Lcut, _ = strconv.ParseInt(text, 10, 64)
+			out[n].Lcut, _ = strconv.ParseInt(text, 10, 64)
 		}
 	}
-	return out, nil
+	return out, causes
 }
 
 // isPerKeyError tells a failed command inside an answered pipeline (a missing
@@ -279,30 +437,89 @@ type WriteResult struct {
 	// Stored is the lcut the target holds after the call: ours when written,
 	// the newer or equal one that made us skip otherwise.
 	Stored int64
+	// Waited is set when a WAIT followed the write (SetWaitReplicas asked
+	// for one and this call wrote); Replicas is then how many replicas
+	// acknowledged the write within the WAIT timeout.
+	Waited   bool
+	Replicas int
+	// Warning, when not empty, says the write is done but not confirmed on
+	// as many replicas as SetWaitReplicas asked for ("1 of 2 replicas
+	// acknowledged the write within 100ms"), or that no WAIT could follow
+	// it. It is not an error: the master holds the payload, and the caller
+	// should log it and carry on. It never names a key.
+	Warning string
 }
 
 // Write stores p into t unless t already holds the same or a newer lcut. It
 // is one atomic script call: Redis applies all of it or nothing, and a retried
 // call is harmless.
+//
+// On a cluster, a string-format write (two keys in one slot) answered
+// TRYAGAIN while its slot migrates, or a redirect go-redis gave up on, is
+// retried up to WriteAttempts times with a short backoff (20 ms doubling, at
+// most 250 ms between attempts) within ctx. A connection-level failure asks
+// for a reload of the slot map (see Inspect).
 func (w *Writer) Write(ctx context.Context, t keys.Target, p *Payload) (WriteResult, error) {
-	ttl := w.ttl.Milliseconds()
-	var cmd *redis.Cmd
-	switch t.Format {
-	case keys.NodeRedis:
-		cmd = writeNodeRedis.Run(ctx, w.rdb, []string{t.Key}, p.Lcut, p.NodeRedisValue(), ttl, t.Field, t.LcutRef)
-	case keys.String:
-		cmd = writeString.Run(ctx, w.rdb, []string{t.Key, t.LcutRef}, p.Lcut, p.Body, ttl)
-	default:
-		cmd = writeSFP.Run(ctx, w.rdb, []string{t.Key}, p.Lcut, p.Body, ttl)
+	var (
+		res WriteResult
+		err error
+	)
+	for attempt := 1; ; attempt++ {
+		res, err = w.writeOnce(ctx, t, p)
+		if err == nil || attempt >= WriteAttempts || !isMigrating(err) {
+			break
+		}
+		if isRedirect(err) {
+			w.noteUnreachable()
+		}
+		if sleep(ctx, retryDelay(attempt)) != nil {
+			break
+		}
 	}
-	// Errors name the target by version, format and schema, never by key
-	// (targetErr): the caller adds the redacted SDK key.
-	res, err := cmd.Slice()
 	if err != nil {
+		if IsUnreachable(err) {
+			w.noteUnreachable()
+		}
+		// Errors name the target by version, format and schema, never by
+		// key (targetErr): the caller adds the redacted SDK key.
 		return WriteResult{}, targetErr(t, err)
 	}
+	if res.Warning != "" {
+		res.Warning = scrub(errors.New(res.Warning), t).Error()
+	}
+	return res, nil
+}
+
+// writeOnce runs t's write script once (and the WAIT after it, if asked).
+func (w *Writer) writeOnce(ctx context.Context, t keys.Target, p *Payload) (WriteResult, error) {
+	script, names, args := w.call(t, p)
+	if w.waitReplicas <= 0 {
+		return scriptResult(script.Run(ctx, w.rdb, names, args...))
+	}
+	return w.writeAndWait(ctx, t, script, names, args)
+}
+
+// call is t's write script with its keys and arguments.
+func (w *Writer) call(t keys.Target, p *Payload) (*redis.Script, []string, []any) {
+	ttl := w.ttl.Milliseconds()
+	switch t.Format {
+	case keys.NodeRedis:
+		return writeNodeRedis, []string{t.Key}, []any{p.Lcut, p.NodeRedisValue(), ttl, t.Field, t.LcutRef}
+	case keys.String:
+		return writeString, []string{t.Key, t.LcutRef}, []any{p.Lcut, p.Body, ttl}
+	default:
+		return writeSFP, []string{t.Key}, []any{p.Lcut, p.Body, ttl}
+	}
+}
+
+// scriptResult reads a write script's reply, {written, stored lcut}.
+func scriptResult(cmd *redis.Cmd) (WriteResult, error) {
+	res, err := cmd.Slice()
+	if err != nil {
+		return WriteResult{}, err
+	}
 	if len(res) != 2 {
-		return WriteResult{}, targetErr(t, fmt.Errorf("unexpected script reply of %d elements", len(res)))
+		return WriteResult{}, fmt.Errorf("unexpected script reply of %d elements", len(res))
 	}
 	written, _ := res[0].(int64)
 	var stored int64
@@ -342,7 +559,7 @@ func (w *Writer) Touch(ctx context.Context, targets []keys.Target) error {
 		}
 		return nil
 	})
-	return scrub(err, targets...)
+	return w.seen(scrub(err, targets...))
 }
 
 // DeleteSiblings removes the statsig-br keys next to targets (where they have
@@ -355,7 +572,7 @@ func (w *Writer) DeleteSiblings(ctx context.Context, targets []keys.Target) erro
 			names = append(names, sibling)
 		}
 	}
-	return scrub(w.del(ctx, names, nil), targets...)
+	return w.seen(scrub(w.del(ctx, names, nil), targets...))
 }
 
 // Delete removes what the worker wrote for targets, statsig-br siblings
@@ -376,7 +593,7 @@ func (w *Writer) Delete(ctx context.Context, targets []keys.Target) error {
 			names = append(names, sibling)
 		}
 	}
-	return scrub(w.del(ctx, names, fields), targets...)
+	return w.seen(scrub(w.del(ctx, names, fields), targets...))
 }
 
 // del removes whole keys (one DEL each: they may live in different cluster
