@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -140,9 +142,12 @@ func (p *Poller) poll(ctx context.Context, j *job, stored []writer.Stored, inspe
 // fetchShared fetches within the shares of the concurrency. A key in a run of
 // failures takes a slow slot, or is not fetched at all (false) when none is
 // free. Any other key takes a healthy slot; if its fetch is still running
-// after SlowAfter, it moves to a slow slot, or gives up (a "canceled" fetch,
-// retried later as a failing key) when none is free: a hanging CDN holds a
-// healthy slot for SlowAfter at most.
+// after SlowAfter, it moves to a slow slot when one is free. When none is, a
+// conditional poll that has not even had its response headers yet is given
+// up (a "canceled" fetch, retried later as a failing key): a hanging CDN holds
+// a healthy slot for SlowAfter at most. A full download, or an answer that is
+// arriving, keeps its slot: it is slow, not hanging, and cancelling it would
+// only cost it again.
 func (p *Poller) fetchShared(ctx context.Context, j *job, since int64) (fetcher.Result, bool) {
 	if j.backoff != nil {
 		select {
@@ -163,7 +168,9 @@ func (p *Poller) fetchShared(ctx context.Context, j *job, since int64) (fetcher.
 	var (
 		mu          sync.Mutex
 		slow, ended bool
+		answering   atomic.Bool
 	)
+	fctx = httptrace.WithClientTrace(fctx, &httptrace.ClientTrace{GotFirstResponseByte: func() { answering.Store(true) }})
 	timer := time.AfterFunc(p.opt.SlowAfter, func() {
 		mu.Lock()
 		defer mu.Unlock()
@@ -175,7 +182,9 @@ func (p *Poller) fetchShared(ctx context.Context, j *job, since int64) (fetcher.
 			slow = true
 			<-p.healthy
 		default:
-			cancel()
+			if since > 0 && !answering.Load() {
+				cancel()
+			}
 		}
 	})
 	res := p.fetch.Fetch(fctx, j.key, j.version(), since)

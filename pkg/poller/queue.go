@@ -221,7 +221,11 @@ func (s *schedule) popDue(limit int64) (*job, bool) {
 // array is a heap).
 func (s schedule) spreadWithin(now, span int64, u func() float64) {
 	for i := range s {
-		s[i].at = min(s[i].at, now+int64(float64(span)*u()))
+		// Only the late ones move: a schedule already spread over the span
+		// (a follower's) stays as even as it was.
+		if s[i].at > now+span {
+			s[i].at = now + int64(float64(span)*u())
+		}
 	}
 	slices.SortFunc(s, func(a, b entry) int { return cmp.Compare(a.at, b.at) })
 }
