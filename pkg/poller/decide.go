@@ -119,6 +119,25 @@ func futureLcut(lcutMillis int64, now time.Time, skew time.Duration) bool {
 	return lcutMillis > limit
 }
 
+// nextPollAt is when a job polls next, on the Poller's clock, delay after
+// what it counts from. A job keeping its cadence counts from when this poll
+// was due, not from when it ended: the time a poll waits for a slot or takes
+// under load (a start-up sync, the full downloads after a FLUSHALL) then never
+// shifts its phase, so polls that ended together do not stay bunched ever
+// after. Only a due time that this poll actually had (at most window ahead of
+// now: batches are taken that early) counts; a job made due early (a
+// takeover) or failing counts from now, and so does a job that has fallen
+// more than an interval behind (an overloaded worker): catching up would poll
+// more often than once an interval.
+func nextPollAt(now, due int64, delay, window time.Duration, cadence bool) int64 {
+	if cadence && due > 0 && due <= addSaturating(now, window) {
+		if next := addSaturating(due, delay); next >= now {
+			return next
+		}
+	}
+	return addSaturating(now, delay)
+}
+
 // unauthorizedInput is what shouldDeleteUnauthorized decides from.
 type unauthorizedInput struct {
 	// refusedFor is how long the key has been refused without a break.

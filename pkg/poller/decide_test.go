@@ -182,6 +182,31 @@ func TestSchedule(t *testing.T) {
 	}
 }
 
+func TestNextPollAt(t *testing.T) {
+	const s = int64(time.Second)
+	cases := []struct {
+		name          string
+		now, due      int64
+		delay, window time.Duration
+		cadence       bool
+		want          int64
+	}{
+		{"on time", 100 * s, 100 * s, 10 * time.Second, 0, true, 110 * s},
+		{"ended late: the phase is kept", 103 * s, 100 * s, 10 * time.Second, 0, true, 110 * s},
+		{"taken a little early in a batch", 100*s - 5, 100 * s, 10 * time.Second, 10, true, 110 * s},
+		{"made due early by a takeover", 100 * s, 400 * s, 10 * time.Second, 10, true, 110 * s},
+		{"failing: from now", 103 * s, 100 * s, 2 * time.Second, 0, false, 105 * s},
+		{"never scheduled", 5 * s, 0, 10 * time.Second, 0, true, 15 * s},
+		{"more than an interval behind: from now, no catching up", 125 * s, 100 * s, 10 * time.Second, 0, true, 135 * s},
+		{"saturates", 1, math.MaxInt64 - 10, math.MaxInt64, math.MaxInt64, true, math.MaxInt64},
+	}
+	for _, c := range cases {
+		if got := nextPollAt(c.now, c.due, c.delay, c.window, c.cadence); got != c.want {
+			t.Errorf("%s: nextPollAt = %d, want %d", c.name, got, c.want)
+		}
+	}
+}
+
 func TestAddSaturating(t *testing.T) {
 	cases := []struct {
 		a    int64

@@ -569,8 +569,9 @@ func (p *Poller) reschedule(j *job, k kind, retryAfter time.Duration) {
 	}
 	delay := nextDelay(delayInput{kind: k, interval: p.opt.Interval, recheck: p.opt.UnauthorizedRecheck, backoff: b,
 		retryAfter: retryAfter, failingFor: failingFor, first: first, u: rand.Float64()})
-	j.next = addSaturating(clock, delay)
+	cadence := !first && (k == kindSuccess || k == kindFollower || k == kindNotPolled)
+	j.next = nextPollAt(clock, j.next, delay, p.opt.BatchWindow, cadence)
 	p.mu.Lock()
-	j.st.nextPoll = now.Add(delay).UnixNano()
+	j.st.nextPoll = now.Add(time.Duration(j.next - clock)).UnixNano()
 	p.mu.Unlock()
 }
