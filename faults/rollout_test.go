@@ -524,9 +524,12 @@ func longGaps(s *e2e.Stack, ks keyList, from, to time.Time, limit time.Duration)
 // hold only the slow share of the concurrency, and conditional polls give up
 // without response headers after CONDITIONAL_FETCH_TIMEOUT.
 func TestRolloutHangingKeys(t *testing.T) {
+	// A 1 s interval: SlowAfter (a tenth of it) bounds how long a hanging
+	// key's first poll holds a healthy slot; at 500 ms its 100 ms floor is
+	// the whole 0.2-interval slack of the target.
 	const (
-		every  = 500 * time.Millisecond
-		window = 6 * every
+		every  = time.Second
+		window = 5 * every
 	)
 	s, ks := manyKeys(t, 100)
 	addr := e2e.FreeAddr(t)
