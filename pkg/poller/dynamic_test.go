@@ -2,6 +2,7 @@ package poller
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -89,5 +90,38 @@ func TestFollowerReadsButNeverFetchesOrWrites(t *testing.T) {
 	})
 	if n := len(h.cdn.Requests()); n != 0 {
 		t.Fatalf("a follower sent %d CDN requests", n)
+	}
+}
+
+// Deletes are fenced: a replica that is not the leader (or whose lease may
+// have expired by its own clock) deletes nothing, whatever asked for it (a
+// 403 seen by a poll that began while leading, a removed key): a delete also
+// removes the write guard, so a stale replica's delete could let an older
+// payload back in.
+func TestDeletesAreFenced(t *testing.T) {
+	gate := &switchGate{}
+	gate.on.Store(true)
+	h := newHarness(t, Options{Gate: gate, DeleteRemovedKeys: true})
+	h.run()
+	h.waitFor("initial sync", 5*time.Second, h.allCurrent)
+	gate.on.Store(false)
+	for _, j := range h.poller.jobs {
+		if j.key == testKey {
+			if err := h.poller.deleteEntries(context.Background(), j, "test"); !errors.Is(err, errNotLeader) {
+				t.Errorf("deleteEntries as a follower: %v, want errNotLeader", err)
+			}
+			if err := h.poller.deleteSiblings(context.Background(), j); !errors.Is(err, errNotLeader) {
+				t.Errorf("deleteSiblings as a follower: %v, want errNotLeader", err)
+			}
+		}
+	}
+	// A removal seen by a follower deletes nothing either.
+	h.poller.SetKeys([]keys.SDKKey{otherKey})
+	h.waitFor("removed from the statuses", 3*time.Second, func() bool { return len(h.poller.Statuses()) == 2 })
+	h.waitFor("the other key polled as a follower", 3*time.Second, func() bool {
+		return h.status(otherKey, keys.V1).LastOutcome == "follower"
+	})
+	if n := h.targetsExist(testKey); n != 4 {
+		t.Errorf("%d of 4 targets left after a follower's delete attempts, want all", n)
 	}
 }
