@@ -90,19 +90,7 @@ func label(r Result) string {
 		return "unauthorized"
 	}
 	if s := r.Status; s != 0 && s != 200 {
-		switch {
-		case s == 429:
-			return "http_429"
-		case s == 408:
-			return "http_408"
-		case s >= 500 && s <= 599:
-			return "http_5xx"
-		case s >= 400 && s <= 499:
-			return "http_4xx"
-		case s >= 300 && s <= 399:
-			return "http_3xx"
-		}
-		return "http_other"
+		return StatusLabel(s)
 	}
 	switch c := r.Class; {
 	case c == "invalid_payload:no_update_unconditional":
@@ -115,4 +103,25 @@ func label(r Result) string {
 	// "network", and "bad_request": no request could be sent, which is
 	// the same to the scheduler as one that got no answer.
 	return "network"
+}
+
+// StatusLabel is the member of Labels for an answer with HTTP status s other
+// than 200: the one mapping of status codes to labels, for every client of
+// the CDN (configs and ID lists alike).
+func StatusLabel(s int) string {
+	switch {
+	case s == 401 || s == 403:
+		return "unauthorized"
+	case s == 429:
+		return "http_429"
+	case s == 408:
+		return "http_408"
+	case s >= 500 && s <= 599:
+		return "http_5xx"
+	case s >= 400 && s <= 499:
+		return "http_4xx"
+	case s >= 300 && s <= 399:
+		return "http_3xx"
+	}
+	return "http_other"
 }

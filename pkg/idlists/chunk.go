@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/statsig-populator/statsig-populator/pkg/fetcher"
 	"github.com/statsig-populator/statsig-populator/pkg/keys"
 )
 
@@ -219,7 +220,7 @@ func (ch *Chunk) check(resp *http.Response) error {
 	case http.StatusRequestedRangeNotSatisfiable:
 		return &ChunkError{Reason: "range_not_satisfiable", Detail: fmt.Sprintf("416 for bytes=%d-: the file is shorter than what is stored", ch.Offset)}
 	default:
-		label := statusLabel(st)
+		label := fetcher.StatusLabel(st)
 		if label == "unauthorized" {
 			label = "http_4xx"
 		}

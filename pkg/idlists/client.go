@@ -379,7 +379,7 @@ func manifestLabel(r Result) string {
 		return "unauthorized"
 	}
 	if r.Status != 0 && r.Status != 200 {
-		return statusLabel(r.Status)
+		return fetcher.StatusLabel(r.Status)
 	}
 	var me *ManifestError
 	if errors.As(r.Err, &me) {
@@ -395,24 +395,6 @@ func manifestLabel(r Result) string {
 		return r.class
 	}
 	return "network"
-}
-
-func statusLabel(s int) string {
-	switch {
-	case s == 401 || s == 403:
-		return "unauthorized"
-	case s == 429:
-		return "http_429"
-	case s == 408:
-		return "http_408"
-	case s >= 500 && s <= 599:
-		return "http_5xx"
-	case s >= 400 && s <= 499:
-		return "http_4xx"
-	case s >= 300 && s <= 399:
-		return "http_3xx"
-	}
-	return "http_other"
 }
 
 // redact replaces k (and its escaped forms) in s by its redacted name.
