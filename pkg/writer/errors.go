@@ -141,21 +141,31 @@ func scrub(err error, targets ...keys.Target) error {
 	if err == nil {
 		return nil
 	}
+	var names, ids []string
+	for _, t := range targets {
+		names = append(names, t.Key, t.LcutRef, t.Field, t.BRSibling())
+		ids = append(ids, targetID(t))
+	}
+	return scrubText(err, names, ids)
+}
+
+// scrubText replaces every name, longest first (the lcut key and the field
+// contain the key name or the id: replacing a shorter one first would leave
+// a tail), then every id, in err's text. Names and ids shorter than 8
+// characters (a test's "a") cannot hold an id and are left alone: replacing
+// them would only garble the message.
+func scrubText(err error, names, ids []string) error {
 	msg := err.Error()
 	orig := msg
-	for _, t := range targets {
-		names := []string{t.Key, t.LcutRef, t.Field, t.BRSibling()}
-		// Longest first: the lcut key and the field contain the key name
-		// or the id; replacing a shorter one first would leave a tail.
-		sort.Slice(names, func(i, j int) bool { return len(names[i]) > len(names[j]) })
-		for _, n := range names {
-			// A short name (a test's "a") cannot hold an id; replacing it
-			// would only garble the message.
-			if len(n) >= 8 && strings.Contains(msg, n) {
-				msg = strings.ReplaceAll(msg, n, "<key>")
-			}
+	names = append([]string(nil), names...)
+	sort.Slice(names, func(i, j int) bool { return len(names[i]) > len(names[j]) })
+	for _, n := range names {
+		if len(n) >= 8 && strings.Contains(msg, n) {
+			msg = strings.ReplaceAll(msg, n, "<key>")
 		}
-		if id := targetID(t); len(id) >= 8 && strings.Contains(msg, id) {
+	}
+	for _, id := range ids {
+		if len(id) >= 8 && strings.Contains(msg, id) {
 			msg = strings.ReplaceAll(msg, id, "<id>")
 		}
 	}
