@@ -559,3 +559,24 @@ func TestHealthcheckCommand(t *testing.T) {
 	waitFor(t, "ready", 5*time.Second, func() bool { return probe("--ready") == 0 })
 	p.Stop(t)
 }
+
+// A replica whose admin port is taken exits without ever holding the lease:
+// the port is opened before the lease is sought, so the other replicas are
+// never left waiting out a lease nobody renews.
+func TestAdminPortTakenNeverHoldsTheLease(t *testing.T) {
+	s := newStack(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cmd := exec.Command(e2e.Binary)
+	cmd.Env = s.BaseEnv("ADMIN_ADDR="+ln.Addr().String(), "LEADER_ELECTION=true", "LEADER_LEASE=30s")
+	out, _ := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(string(out), "admin server") {
+		t.Fatalf("exit %d with the admin port taken, want 1 and the reason:\n%s", code, out)
+	}
+	if n := s.Redis.Client().Exists(context.Background(), leaseKey("")).Val(); n != 0 {
+		t.Errorf("the lease key exists after a replica exited for want of its admin port: the others would wait 30s")
+	}
+}
