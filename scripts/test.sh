@@ -26,11 +26,15 @@ go vet ./...
 go test -race -count=1 ./...
 
 echo "== fuzzing (short runs; crashers land in testdata/fuzz and then run as regression cases)"
-go test -run '^$' -fuzz '^FuzzValidate$' -fuzztime 15s ./pkg/fetcher
-go test -run '^$' -fuzz '^FuzzGunzip$' -fuzztime 10s ./pkg/fetcher
-go test -run '^$' -fuzz '^FuzzRetryAfter$' -fuzztime 5s ./pkg/fetcher
-go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 15s ./pkg/config
-go test -run '^$' -fuzz '^FuzzParseList$' -fuzztime 10s ./pkg/keys
+# Budgets are execution counts, not durations: with a -fuzztime duration, Go 1.26's
+# fuzz coordinator can fail a target with a bare "context deadline exceeded" and
+# no crasher when the deadline races a busy worker (golang/go#75804, fixed in 1.27).
+# A count has no deadline to race. Each count is about 10 s at ~20k execs/s.
+go test -run '^$' -fuzz '^FuzzValidate$' -fuzztime 300000x ./pkg/fetcher
+go test -run '^$' -fuzz '^FuzzGunzip$' -fuzztime 150000x ./pkg/fetcher
+go test -run '^$' -fuzz '^FuzzRetryAfter$' -fuzztime 100000x ./pkg/fetcher
+go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 300000x ./pkg/config
+go test -run '^$' -fuzz '^FuzzParseList$' -fuzztime 200000x ./pkg/keys
 
 echo "== real-SDK compatibility suite"
 compat/run.sh

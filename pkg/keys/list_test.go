@@ -149,9 +149,18 @@ func FuzzParseList(f *testing.F) {
 			}
 			seen[k.Reveal()] = true
 		}
+		if len(bad) == 0 {
+			return
+		}
+		long := []string{}
+		for _, tok := range splitList(StripComments(text)) {
+			if len(tok) >= 21 {
+				long = append(long, tok)
+			}
+		}
 		for _, msg := range bad {
-			for _, tok := range splitList(StripComments(text)) {
-				if len(tok) >= 21 && strings.Contains(msg, tok) {
+			for _, tok := range long {
+				if strings.Contains(msg, tok) {
 					t.Fatalf("message %q echoes %q", msg, tok)
 				}
 			}
