@@ -1,5 +1,5 @@
 // Package fakecdn is an HTTP imitation of the Statsig CDN's
-// download_config_specs endpoints for tests and benchmarks: conditional
+// download_config_specs and ID-list endpoints (idlists.go) for tests and benchmarks: conditional
 // responses by sinceTime, the x-since-time and x-cache-hit headers, gzip,
 // 401/403 for unknown or revoked keys, fault knobs for every failure the
 // worker must survive, and a log of the requests it received.
@@ -78,6 +78,7 @@ type keyState struct {
 	bodies   map[keys.Version][]byte
 	gzipped  map[keys.Version][]byte
 	bodyLcut int64
+	idLists  map[string]*idList // by name
 }
 
 // Server is the fake. Use it as an http.Handler (httptest.NewServer(s)).
@@ -89,11 +90,15 @@ type Server struct {
 	logLimit int
 	log      []Request
 	counts   map[string]int
+	idFiles  map[string]*idFile     // by fileID
+	idFaults map[string]IDListFault // by key; "*" for every key
+	idSeq    int
 }
 
 // New returns a fake CDN that knows no keys yet.
 func New() *Server {
-	return &Server{keys: map[string]*keyState{}, faults: map[string]Fault{}, logLimit: 100000, counts: map[string]int{}}
+	return &Server{keys: map[string]*keyState{}, faults: map[string]Fault{}, logLimit: 100000, counts: map[string]int{},
+		idFiles: map[string]*idFile{}, idFaults: map[string]IDListFault{}}
 }
 
 // SetProject makes k known with project p, replacing what was there.
@@ -216,6 +221,9 @@ func (s *Server) ResetLog() {
 
 // ServeHTTP implements GET /{v1|v2}/download_config_specs/{key}.json.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.serveIDLists(w, r) {
+		return
+	}
 	v, key, ok := parsePath(r.URL.Path)
 	if r.Method != http.MethodGet || !ok {
 		http.NotFound(w, r)
