@@ -16,7 +16,9 @@ import (
 	"github.com/statsig-populator/statsig-populator/pkg/admin"
 	"github.com/statsig-populator/statsig-populator/pkg/config"
 	"github.com/statsig-populator/statsig-populator/pkg/fetcher"
+	"github.com/statsig-populator/statsig-populator/pkg/idlists"
 	"github.com/statsig-populator/statsig-populator/pkg/keyfile"
+	"github.com/statsig-populator/statsig-populator/pkg/keys"
 	"github.com/statsig-populator/statsig-populator/pkg/leader"
 	"github.com/statsig-populator/statsig-populator/pkg/logging"
 	"github.com/statsig-populator/statsig-populator/pkg/metrics"
@@ -35,6 +37,7 @@ type worker struct {
 	metrics *metrics.Metrics
 	fetcher *fetcher.Client
 	store   *writer.Writer
+	idLists *idlists.Client // nil when ID lists are off
 }
 
 // setup loads the configuration and wires the parts. A configuration error
@@ -67,15 +70,29 @@ func setup(stderr io.Writer) (*worker, error) {
 		fetcher: fetcher.New(wiring.FetcherOptions(cfg, "statsig-populator/"+buildVersion())),
 	}
 	w.store.SetWaitReplicas(cfg.WaitReplicas, cfg.WaitTimeout)
+	if cfg.IDLists {
+		w.idLists = idlists.New(wiring.IDListClientOptions(cfg, "statsig-populator/"+buildVersion()))
+	}
 	log.Info().Str("version", buildVersion()).Int("sdk_keys", len(cfg.SDKKeys)).Strs("versions", strs(cfg.Versions)).
 		Strs("formats", strs(cfg.Layout.Formats)).Strs("schemas", strs(cfg.Layout.Schemas)).Str("redis", target).
-		Str("api_url", cfg.APIURL).Dur("interval", cfg.PollInterval).Int("gomaxprocs", runtime.GOMAXPROCS(0)).Msg("starting")
+		Str("api_url", cfg.APIURL).Dur("interval", cfg.PollInterval).Bool("id_lists", cfg.IDLists).Int("gomaxprocs", runtime.GOMAXPROCS(0)).Msg("starting")
 	return w, nil
 }
 
 // poller builds the poller; gate is nil when every poll may write.
 func (w *worker) poller(gate poller.Gate) *poller.Poller {
 	return poller.New(wiring.PollerOptions(w.cfg, gate), w.fetcher, w.store, w.log, w.metrics)
+}
+
+// idListSyncer builds the ID-list syncer; nil when ID lists are off.
+func (w *worker) idListSyncer(gate poller.Gate) *poller.IDLists {
+	if w.idLists == nil {
+		return nil
+	}
+	// A writer of its own: ID-list keys carry their own TTL (wiring.IDListTTL).
+	store := writer.New(w.rdb, wiring.IDListTTL(w.cfg))
+	store.SetWaitReplicas(w.cfg.WaitReplicas, w.cfg.WaitTimeout)
+	return poller.NewIDLists(wiring.IDListOptions(w.cfg, gate), w.idLists, store, w.log, w.metrics)
 }
 
 // redisClient connects to the configured Redis; the description is safe to
@@ -122,11 +139,23 @@ func runWorker(ctx context.Context, stderr io.Writer) error {
 	}
 	p := w.poller(gate)
 	w.metrics.RegisterHealth(func() metrics.KeyHealth { return poller.Health(p.Statuses(), time.Now()) })
+	ids := w.idListSyncer(gate)
+	var idStatuses func() []poller.IDListStatus
+	if ids != nil {
+		idStatuses = ids.Statuses
+		w.metrics.RegisterIDListHealth(func() metrics.IDListHealth { return poller.IDListHealth(ids.Statuses(), time.Now()) })
+	}
+	setKeys := func(ks []keys.SDKKey) {
+		p.SetKeys(ks)
+		if ids != nil {
+			ids.SetKeys(ks)
+		}
+	}
 
 	// The admin port first: a port already in use exits before this replica
 	// has taken the lease, so it never holds one it cannot serve.
 	if cfg.AdminAddr != "" {
-		h := admin.Handler(p, admin.Options{Interval: cfg.PollInterval, Version: buildVersion(), Registry: w.metrics.Registry, Leader: leaderState})
+		h := admin.Handler(p, admin.Options{Interval: cfg.PollInterval, Version: buildVersion(), Registry: w.metrics.Registry, Leader: leaderState, IDLists: idStatuses})
 		if err := admin.Serve(ctx, cfg.AdminAddr, h, w.log); err != nil {
 			fmt.Fprintln(stderr, "populator:", err)
 			return exitError{exitFailure}
@@ -137,6 +166,9 @@ func runWorker(ctx context.Context, stderr io.Writer) error {
 			w.metrics.SetLeader(leading)
 			if leading {
 				p.TakeOver()
+				if ids != nil {
+					ids.TakeOver()
+				}
 			}
 		}
 		// The lease outlives the poller: it is released only after the
@@ -147,10 +179,13 @@ func runWorker(ctx context.Context, stderr io.Writer) error {
 	if cfg.SDKKeysFile != "" {
 		period := min(max(cfg.PollInterval/2, 100*time.Millisecond), 5*time.Second)
 		bg(func() {
-			keyfile.Watch(ctx, cfg.SDKKeysFile, cfg.KeysFromEnv, cfg.Layout.Schemas, period, p.SetKeys, w.log)
+			keyfile.Watch(ctx, cfg.SDKKeysFile, cfg.KeysFromEnv, cfg.Layout.Schemas, period, setKeys, w.log)
 		})
 	}
 
+	if ids != nil {
+		bg(func() { _ = ids.Run(ctx) })
+	}
 	err = p.Run(ctx)
 	stopLease()
 	for ; bgCount > 0; bgCount-- {
@@ -168,7 +203,16 @@ func runOnce(ctx context.Context, stdout, stderr io.Writer) error {
 	defer w.rdb.Close()
 	// once writes whatever the lease says: it is meant for a CronJob that is
 	// the only writer, and writes are guarded by lcut anyway.
+	var idStatuses []poller.IDListStatus
+	idDone := make(chan struct{})
+	go func() {
+		defer close(idDone)
+		if ids := w.idListSyncer(nil); ids != nil {
+			idStatuses = ids.Once(ctx)
+		}
+	}()
 	statuses := w.poller(nil).Once(ctx)
+	<-idDone
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SDK KEY\tVERSION\tCURRENT\tLCUT\tOUTCOME\tERROR")
 	notCurrent := 0
@@ -183,7 +227,26 @@ func runOnce(ctx context.Context, stdout, stderr io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\n", s.Key, s.Version, s.Current, lcut, s.LastOutcome, s.LastError)
 	}
 	tw.Flush()
-	if notCurrent > 0 {
+	idNotCurrent := 0
+	if len(idStatuses) > 0 {
+		fmt.Fprintln(stdout)
+		tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SDK KEY\tID LISTS\tCURRENT\tLISTS\tBYTES\tOUTCOME\tERROR")
+		for _, s := range idStatuses {
+			if !s.Current {
+				idNotCurrent++
+			}
+			fmt.Fprintf(tw, "%s\t\t%v\t%d\t%d\t%s\t%s\n", s.Key, s.Current, s.Lists, s.Bytes, s.LastOutcome, s.LastError)
+		}
+		tw.Flush()
+	}
+	if idNotCurrent > 0 {
+		fmt.Fprintf(stdout, "the ID lists of %d of %d keys are not current in Redis\n", idNotCurrent, len(idStatuses))
+	}
+	if notCurrent > 0 || idNotCurrent > 0 {
+		if notCurrent == 0 {
+			return exitError{exitFailure}
+		}
 		fmt.Fprintf(stdout, "%d of %d key/version pairs are not current in Redis\n", notCurrent, len(statuses))
 		return exitError{exitFailure}
 	}

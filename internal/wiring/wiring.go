@@ -5,8 +5,11 @@
 package wiring
 
 import (
+	"time"
+
 	"github.com/statsig-populator/statsig-populator/pkg/config"
 	"github.com/statsig-populator/statsig-populator/pkg/fetcher"
+	"github.com/statsig-populator/statsig-populator/pkg/idlists"
 	"github.com/statsig-populator/statsig-populator/pkg/poller"
 )
 
@@ -40,4 +43,52 @@ func PollerOptions(cfg config.Config, gate poller.Gate) poller.Options {
 		DeleteRemovedKeys:       cfg.DeleteRemovedKeys,
 		Gate:                    gate,
 	}
+}
+
+// IDListClientOptions is the ID-list CDN client's configuration.
+func IDListClientOptions(cfg config.Config, userAgent string) idlists.Options {
+	return idlists.Options{
+		BaseURL:      cfg.APIURL,
+		Timeout:      cfg.FetchTimeout,
+		MaxClockSkew: cfg.MaxClockSkew,
+		UserAgent:    userAgent,
+		Transport:    fetcher.NewTransport(idListConcurrency(cfg), cfg.CDNRootCAs),
+	}
+}
+
+// IDListOptions is the ID-list syncer's configuration; gate is nil when every
+// sync may write.
+func IDListOptions(cfg config.Config, gate poller.Gate) poller.IDListOptions {
+	return poller.IDListOptions{
+		Keys:                    cfg.SDKKeys,
+		Prefix:                  cfg.Layout.Prefix,
+		Schemas:                 cfg.Layout.Schemas,
+		Interval:                cfg.IDListsPollInterval,
+		Concurrency:             idListConcurrency(cfg),
+		DeleteOnUnauthorized:    cfg.DeleteOnUnauthorized,
+		UnauthorizedRecheck:     cfg.UnauthorizedRecheck,
+		UnauthorizedDeleteAfter: cfg.UnauthorizedDeleteAfter,
+		DeleteRemovedKeys:       cfg.DeleteRemovedKeys,
+		TTL:                     IDListTTL(cfg),
+		Gate:                    gate,
+	}
+}
+
+// idListConcurrency is how many keys sync their ID lists at once: a quarter
+// of POLL_CONCURRENCY, at least 1 and at most 16. A sync is one small
+// request unless a list changed, and list downloads must not take the
+// config specs' share of the CDN connections.
+func idListConcurrency(cfg config.Config) int {
+	return min(max(cfg.PollConcurrency/4, 1), 16)
+}
+
+// IDListTTL is the TTL of ID-list keys with REDIS_KEY_TTL set: that TTL, but
+// at least three ID-list intervals, so that lists synced every
+// ID_LISTS_POLL_INTERVAL never expire between two syncs of a healthy worker.
+// 0 (no expiry) when REDIS_KEY_TTL is 0.
+func IDListTTL(cfg config.Config) time.Duration {
+	if cfg.KeyTTL <= 0 {
+		return 0
+	}
+	return max(cfg.KeyTTL, 3*cfg.IDListsPollInterval)
 }

@@ -36,6 +36,8 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Leader reports the election state; nil when election is off.
 	Leader func() leader.State
+	// IDLists reports every key's ID-list status; nil when ID lists are off.
+	IDLists func() []poller.IDListStatus
 }
 
 // LivenessWindow is how long the scheduling loop may go without a round
@@ -55,6 +57,9 @@ func Handler(src Source, opt Options) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ok, reason := Readiness(src.Statuses(), src.RedisOK(), src.Alive(), time.Now(), opt.Interval)
+		if ok && opt.IDLists != nil {
+			ok, reason = IDListReadiness(opt.IDLists())
+		}
 		if !ok {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": reason})
 			return
@@ -103,6 +108,25 @@ func Readiness(statuses []poller.Status, redisOK, alive, now time.Time, interval
 	return true, ""
 }
 
+// IDListReadiness is the ID-list half of /readyz: every key's ID lists have
+// been confirmed current in Redis once since start, except keys the CDN
+// refuses (as for config specs).
+func IDListReadiness(statuses []poller.IDListStatus) (bool, string) {
+	pending, example := 0, ""
+	for _, s := range statuses {
+		if !s.Confirmed && !s.Unauthorized {
+			pending++
+			if example == "" {
+				example = fmt.Sprintf("%s: %s", s.Key, orDash(s.LastOutcome))
+			}
+		}
+	}
+	if pending > 0 {
+		return false, fmt.Sprintf("the ID lists of %d of %d keys not yet confirmed current in Redis (e.g. %s)", pending, len(statuses), example)
+	}
+	return true, ""
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "not polled yet"
@@ -123,6 +147,13 @@ func status(src Source, opt Options, now time.Time, keyFilter string) map[string
 	statuses := src.Statuses()
 	redisOK, alive := src.RedisOK(), src.Alive()
 	ready, reason := Readiness(statuses, redisOK, alive, now, opt.Interval)
+	var idStatuses []poller.IDListStatus
+	if opt.IDLists != nil {
+		idStatuses = opt.IDLists()
+		if ready {
+			ready, reason = IDListReadiness(idStatuses)
+		}
+	}
 	keys := make([]keyStatus, 0, len(statuses))
 	for _, s := range statuses {
 		if keyFilter != "" && !strings.HasPrefix(s.Key, keyFilter) {
@@ -143,6 +174,15 @@ func status(src Source, opt Options, now time.Time, keyFilter string) map[string
 	}
 	if !ready {
 		out["not_ready_reason"] = reason
+	}
+	if opt.IDLists != nil {
+		ids := make([]poller.IDListStatus, 0, len(idStatuses))
+		for _, s := range idStatuses {
+			if keyFilter == "" || strings.HasPrefix(s.Key, keyFilter) {
+				ids = append(ids, s)
+			}
+		}
+		out["id_lists"] = ids
 	}
 	if opt.Leader != nil {
 		out["leader"] = opt.Leader()

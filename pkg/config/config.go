@@ -39,6 +39,8 @@ type Env struct {
 	APIURL               string `envconfig:"STATSIG_API_URL" default:"https://api.statsigcdn.com" desc:"CDN base URL"`
 	DCSVersions          string `envconfig:"STATSIG_DCS_VERSIONS" default:"v1,v2" desc:"payload formats to fetch: v1 (legacy SDKs), v2 (server-core SDKs)"`
 	PollInterval         string `envconfig:"POLL_INTERVAL" default:"10s" desc:"how often each key is polled (±2% at random)"`
+	IDLists              string `envconfig:"STATSIG_ID_LISTS" desc:"keep each key's ID lists current in Redis for the SDKs that read them from their adapter (statsig-node 6, go-sdk, ruby-sdk): true or false. Default true when v1 is in STATSIG_DCS_VERSIONS and REDIS_FORMATS is sfp alone"`
+	IDListsPollInterval  string `envconfig:"ID_LISTS_POLL_INTERVAL" default:"60s" desc:"how often each key's ID-list manifest is fetched (±2% at random); the SDKs' own default is 60s"`
 	PollConcurrency      string `envconfig:"POLL_CONCURRENCY" default:"64" desc:"max CDN requests in flight"`
 	FetchTimeout         string `envconfig:"FETCH_TIMEOUT" default:"30s" desc:"timeout of one whole CDN request"`
 	CondFetchTimeout     string `envconfig:"CONDITIONAL_FETCH_TIMEOUT" desc:"timeout of a conditional poll (sinceTime set; the answer is a few bytes unless the config changed); FETCH_TIMEOUT bounds full downloads. Default 5s, or FETCH_TIMEOUT when that is shorter"`
@@ -82,14 +84,18 @@ type Env struct {
 
 // Config is the validated configuration.
 type Config struct {
-	SDKKeys         []keys.SDKKey // both sources, merged
-	KeysFromEnv     []keys.SDKKey // STATSIG_SERVER_SDK_KEYS alone
-	SDKKeysFile     string
-	APIURL          string
-	Versions        []keys.Version
-	PollInterval    time.Duration
-	PollConcurrency int
-	FetchTimeout    time.Duration
+	SDKKeys      []keys.SDKKey // both sources, merged
+	KeysFromEnv  []keys.SDKKey // STATSIG_SERVER_SDK_KEYS alone
+	SDKKeysFile  string
+	APIURL       string
+	Versions     []keys.Version
+	PollInterval time.Duration
+	// IDLists is whether ID lists are kept in Redis, every
+	// IDListsPollInterval.
+	IDLists             bool
+	IDListsPollInterval time.Duration
+	PollConcurrency     int
+	FetchTimeout        time.Duration
 	// ConditionalFetchTimeout bounds a poll that sends sinceTime (its answer
 	// is a few bytes unless the config changed); never above FetchTimeout.
 	ConditionalFetchTimeout time.Duration
@@ -120,6 +126,33 @@ type Config struct {
 	// Warnings are settings that work but are probably a mistake or unsafe
 	// (say, plain http to a remote CDN mirror); cmd logs each at start.
 	Warnings []string
+}
+
+// idLists decides STATSIG_ID_LISTS and ID_LISTS_POLL_INTERVAL. ID lists are
+// written in the sfp layout only: node-redis values are zlib'd whole (every
+// append would rewrite a list of megabytes) and the string layout has no
+// adapter that reads ID lists, so asking for them with either is a mistake
+// reported at start rather than a silent no-op.
+func (env Env) idLists(add func(string, string, ...any), versions []keys.Version, formats []keys.Format) (bool, time.Duration) {
+	interval := duration(add, "ID_LISTS_POLL_INTERVAL", env.IDListsPollInterval, 100*time.Millisecond, 24*time.Hour)
+	onlySFP := len(formats) == 1 && formats[0] == keys.SFP
+	if strings.TrimSpace(env.IDLists) == "" {
+		return slices.Contains(versions, keys.V1) && onlySFP, interval
+	}
+	on := boolean(add, "STATSIG_ID_LISTS", env.IDLists)
+	if on && len(formats) > 0 && !onlySFP {
+		add("STATSIG_ID_LISTS", "ID lists are written in the sfp layout only (REDIS_FORMATS is %s): node-redis would rewrite a whole zlib'd list on every append, and no string-layout adapter reads ID lists; set REDIS_FORMATS=sfp or STATSIG_ID_LISTS=false",
+			strings.Join(formatNames(formats), ","))
+	}
+	return on, interval
+}
+
+func formatNames(fs []keys.Format) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = string(f)
+	}
+	return out
 }
 
 // Problem is one thing wrong with the configuration.
@@ -294,6 +327,7 @@ func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (C
 				c.KeyTTL, c.PollInterval, 2*c.PollInterval)
 		}
 	}
+	c.IDLists, c.IDListsPollInterval = env.idLists(add, c.Versions, c.Layout.Formats)
 	c.WaitReplicas = int(integer(add, "REDIS_WAIT_REPLICAS", env.RedisWaitReplicas, 0, 16))
 	c.WaitTimeout = duration(add, "REDIS_WAIT_TIMEOUT", env.RedisWaitTimeout, time.Millisecond, 5*time.Second)
 	c.DeleteOnUnauthorized = boolean(add, "DELETE_ON_UNAUTHORIZED", env.DeleteOnUnauthorized)

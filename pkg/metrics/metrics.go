@@ -34,10 +34,20 @@ type Metrics struct {
 	leader          prometheus.Gauge
 	keysConfigured  prometheus.Gauge
 	perKeyLcut      *prometheus.GaugeVec // nil unless per-key series are enabled
+
+	idListManifests  *prometheus.CounterVec
+	idListDownloads  *prometheus.CounterVec
+	idListDownloaded prometheus.Counter
+	idListWritten    *prometheus.CounterVec
+	idListKeys       prometheus.Gauge
 }
 
+// IDListWriteModes are the values of id_list_written_bytes_total's mode
+// label.
+var IDListWriteModes = []string{"append", "replace"}
+
 // RedisOps are the values of redis_errors_total's op label.
-var RedisOps = []string{"inspect", "write", "touch", "delete"}
+var RedisOps = []string{"inspect", "write", "touch", "delete", "id_lists"}
 
 // New registers every collector (plus the Go and process collectors) on a new
 // registry. perKey adds statsig_populator_key_lcut_seconds{key,version} with
@@ -75,6 +85,21 @@ func New(perKey bool) *Metrics {
 		keysConfigured: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "keys_configured",
 			Help: "SDK keys currently configured."}),
 	}
+	m.idListManifests = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "id_list_manifest_fetches_total",
+		Help: "ID-list manifest fetches by outcome (updated, unauthorized, or an error class)."}, []string{"outcome"})
+	m.idListDownloads = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "id_list_downloads_total",
+		Help: "ID-list file downloads (whole files or appended ranges) by outcome (ok, bad_chunk, or an error class)."}, []string{"outcome"})
+	m.idListDownloaded = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "id_list_downloaded_bytes_total",
+		Help: "ID-list file bytes downloaded (the new bytes only, for an append)."})
+	m.idListWritten = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "id_list_written_bytes_total",
+		Help: "ID-list bytes written to Redis, per copy (schema), by mode: append (new bytes added to a list) or replace (a whole list)."}, []string{"mode"})
+	m.idListKeys = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "id_list_keys",
+		Help: "SDK keys whose ID lists are kept in Redis (0 when ID lists are off)."})
+	for _, mode := range IDListWriteModes {
+		m.idListWritten.WithLabelValues(mode)
+	}
+	m.idListDownloads.WithLabelValues("ok")
+	r.MustRegister(m.idListManifests, m.idListDownloads, m.idListDownloaded, m.idListWritten, m.idListKeys)
 	// Every operation's series exists from the start at 0, so that an alert
 	// on its increase sees the first error.
 	for _, op := range RedisOps {
@@ -206,6 +231,41 @@ func (m *Metrics) ForgetKey(redactedKey, version string) {
 	m.perKeyLcut.DeleteLabelValues(redactedKey, version)
 }
 
+// IDListManifest records one ID-list manifest fetch.
+func (m *Metrics) IDListManifest(outcome string) {
+	if m == nil {
+		return
+	}
+	m.idListManifests.WithLabelValues(outcome).Inc()
+}
+
+// IDListDownload records one list download and the bytes it brought.
+func (m *Metrics) IDListDownload(outcome string, bytes int64) {
+	if m == nil {
+		return
+	}
+	m.idListDownloads.WithLabelValues(outcome).Inc()
+	if bytes > 0 {
+		m.idListDownloaded.Add(float64(bytes))
+	}
+}
+
+// IDListWritten records list bytes written to one Redis copy.
+func (m *Metrics) IDListWritten(mode string, bytes int64) {
+	if m == nil || bytes <= 0 {
+		return
+	}
+	m.idListWritten.WithLabelValues(mode).Add(float64(bytes))
+}
+
+// SetIDListKeys sets the number of keys whose ID lists are kept.
+func (m *Metrics) SetIDListKeys(n int) {
+	if m == nil {
+		return
+	}
+	m.idListKeys.Set(float64(n))
+}
+
 // KeyHealth is what the health gauges report, computed at scrape time from
 // one snapshot of every key's status.
 type KeyHealth struct {
@@ -261,4 +321,58 @@ func (m *Metrics) RegisterHealth(read func() KeyHealth) {
 		return
 	}
 	m.Registry.MustRegister(healthCollector{read})
+}
+
+// IDListHealth is what the ID-list gauges report, computed at scrape time
+// from one snapshot of every key's ID-list status.
+type IDListHealth struct {
+	// Lists and Bytes are the lists (and their bytes) held in Redis, per
+	// the last sync of each key.
+	Lists int
+	Bytes int64
+	// Failing counts the keys whose last ID-list sync failed (refused keys
+	// excluded).
+	Failing int
+	// OldestSuccessAge is the longest time, in seconds, any authorized key
+	// has gone without a successful ID-list sync (since start for one that
+	// never had one).
+	OldestSuccessAge float64
+}
+
+var (
+	idListsHeldDesc = prometheus.NewDesc(ns+"_id_lists_held",
+		"ID lists held in Redis across keys (one schema's copy), per the last sync of each key.", nil, nil)
+	idListBytesHeldDesc = prometheus.NewDesc(ns+"_id_list_bytes_held",
+		"Bytes of the ID lists held in Redis across keys (one schema's copy).", nil, nil)
+	idListKeysFailingDesc = prometheus.NewDesc(ns+"_id_list_keys_failing",
+		"Keys whose last ID-list sync failed (unauthorized keys excluded).", nil, nil)
+	idListOldestSuccessDesc = prometheus.NewDesc(ns+"_id_list_oldest_success_age_seconds",
+		"Longest time any authorized key has gone without a successful ID-list sync (0 on a follower).", nil, nil)
+)
+
+type idListCollector struct{ read func() IDListHealth }
+
+func (c idListCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- idListsHeldDesc
+	ch <- idListBytesHeldDesc
+	ch <- idListKeysFailingDesc
+	ch <- idListOldestSuccessDesc
+}
+
+func (c idListCollector) Collect(ch chan<- prometheus.Metric) {
+	h := c.read()
+	ch <- prometheus.MustNewConstMetric(idListsHeldDesc, prometheus.GaugeValue, float64(h.Lists))
+	ch <- prometheus.MustNewConstMetric(idListBytesHeldDesc, prometheus.GaugeValue, float64(h.Bytes))
+	ch <- prometheus.MustNewConstMetric(idListKeysFailingDesc, prometheus.GaugeValue, float64(h.Failing))
+	ch <- prometheus.MustNewConstMetric(idListOldestSuccessDesc, prometheus.GaugeValue, h.OldestSuccessAge)
+}
+
+// RegisterIDListHealth adds the ID-list gauges (id_lists_held,
+// id_list_bytes_held, id_list_keys_failing,
+// id_list_oldest_success_age_seconds), computed by read at every scrape.
+func (m *Metrics) RegisterIDListHealth(read func() IDListHealth) {
+	if m == nil {
+		return
+	}
+	m.Registry.MustRegister(idListCollector{read: read})
 }

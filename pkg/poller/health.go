@@ -43,3 +43,28 @@ func Health(statuses []Status, now time.Time) metrics.KeyHealth {
 	h.Unauthorized = len(refused)
 	return h
 }
+
+// IDListHealth summarises ID-list statuses for the ID-list gauges, as
+// Health does for config specs (keys last seen as a follower left out of the
+// success age).
+func IDListHealth(statuses []IDListStatus, now time.Time) metrics.IDListHealth {
+	var h metrics.IDListHealth
+	for _, s := range statuses {
+		h.Lists += s.Lists
+		h.Bytes += s.Bytes
+		if s.Unauthorized || s.LastOutcome == "not_leader" {
+			continue
+		}
+		if s.ConsecutiveFailures > 0 {
+			h.Failing++
+		}
+		since := s.LastSuccess
+		if since.IsZero() {
+			since = s.ConfiguredAt
+		}
+		if !since.IsZero() {
+			h.OldestSuccessAge = max(h.OldestSuccessAge, now.Sub(since).Seconds())
+		}
+	}
+	return h
+}

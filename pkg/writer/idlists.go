@@ -1,6 +1,6 @@
 package writer
 
-// ID lists (issue 12), the Redis side: not wired into the worker yet.
+// ID lists (issue 12), the Redis side; pkg/poller's IDLists drives it.
 //
 // A list is a STRING the SDKs read whole (statsig-node) or from the offset
 // they already consumed for its fileID (go-sdk), so it is append-only for a
@@ -304,6 +304,32 @@ func (w *Writer) DeleteIDList(ctx context.Context, t keys.IDListTarget) error {
 func (w *Writer) DeleteIDListManifest(ctx context.Context, t keys.ManifestTarget) error {
 	err := w.rdb.Del(ctx, t.Key).Err()
 	return w.seen(idListErrOrNil(t.Schema, "", scrubNames(err, t.Key)))
+}
+
+// TouchIDLists renews the TTL (REDIS_KEY_TTL) of manifests and of lists with
+// their fileIDs, or removes it when there is none, in one pipeline.
+func (w *Writer) TouchIDLists(ctx context.Context, manifests []keys.ManifestTarget, lists []keys.IDListTarget) error {
+	var names []string
+	for _, t := range manifests {
+		names = append(names, t.Key)
+	}
+	for _, t := range lists {
+		names = append(names, t.Key, t.FileIDKey)
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	_, err := w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range names {
+			if w.ttl > 0 {
+				p.PExpire(ctx, k, w.ttl)
+			} else {
+				p.Persist(ctx, k)
+			}
+		}
+		return nil
+	})
+	return w.seen(scrubNames(err, names...))
 }
 
 // IDListState is what Redis holds for one list.

@@ -1,0 +1,56 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// Issue 12: STATSIG_ID_LISTS and ID_LISTS_POLL_INTERVAL.
+func TestIDListSettings(t *testing.T) {
+	base := defaults(t)
+	base.SDKKeys = keyA
+	cases := []struct {
+		name  string
+		mod   func(*Env)
+		want  []string // variables with problems
+		on    bool
+		every time.Duration
+		hints []string
+	}{
+		{"default: on with v1 and sfp", func(e *Env) {}, nil, true, time.Minute, nil},
+		{"default: off without v1", func(e *Env) { e.DCSVersions = "v2" }, nil, false, time.Minute, nil},
+		{"default: off with node-redis", func(e *Env) { e.RedisFormats = "sfp,node-redis" }, nil, false, time.Minute, nil},
+		{"default: off with string", func(e *Env) { e.RedisFormats = "string" }, nil, false, time.Minute, nil},
+		{"explicit false", func(e *Env) { e.IDLists = "false" }, nil, false, time.Minute, nil},
+		{"explicit true without v1", func(e *Env) { e.IDLists, e.DCSVersions = "true", "v2" }, nil, true, time.Minute, nil},
+		{"interval 30s", func(e *Env) { e.IDListsPollInterval = "30s" }, nil, true, 30 * time.Second, nil},
+		{"explicit true with node-redis", func(e *Env) { e.IDLists, e.RedisFormats = "true", "node-redis" }, []string{"STATSIG_ID_LISTS"}, false, 0,
+			[]string{"sfp layout only", "node-redis", "STATSIG_ID_LISTS=false"}},
+		{"explicit true with string", func(e *Env) { e.IDLists, e.RedisFormats = "true", "string" }, []string{"STATSIG_ID_LISTS"}, false, 0, nil},
+		{"not a boolean", func(e *Env) { e.IDLists = "sometimes" }, []string{"STATSIG_ID_LISTS"}, false, 0, []string{"not true or false"}},
+		{"interval 50ms", func(e *Env) { e.IDListsPollInterval = "50ms" }, []string{"ID_LISTS_POLL_INTERVAL"}, false, 0, []string{"outside"}},
+		{"interval text", func(e *Env) { e.IDListsPollInterval = "hourly" }, []string{"ID_LISTS_POLL_INTERVAL"}, false, 0, nil},
+		// A TTL shorter than the ID-list interval is fine: ID-list keys get
+		// at least three intervals (wiring.IDListTTL).
+		{"short ttl", func(e *Env) { e.RedisKeyTTL = "20s" }, nil, true, time.Minute, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			env := base
+			c.mod(&env)
+			cfg, err := env.Parse(noFile, true)
+			if got := problemVars(t, err); strings.Join(got, ",") != strings.Join(c.want, ",") {
+				t.Fatalf("problems with %v, want %v\n%v", got, c.want, err)
+			}
+			for _, h := range c.hints {
+				if !strings.Contains(err.Error(), h) {
+					t.Errorf("message lacks %q:\n%v", h, err)
+				}
+			}
+			if err == nil && (cfg.IDLists != c.on || cfg.IDListsPollInterval != c.every) {
+				t.Errorf("IDLists %v every %s, want %v every %s", cfg.IDLists, cfg.IDListsPollInterval, c.on, c.every)
+			}
+		})
+	}
+}

@@ -1,0 +1,853 @@
+package poller
+
+// ID lists (issue 12): the syncer that keeps each SDK key's ID-list manifest
+// and list files current in Redis, beside the config specs. It runs its own
+// loop (ID lists have their own interval, like the SDKs' idListsSyncInterval)
+// and meets the CDN client (pkg/idlists) and the writer here, in the poller.
+//
+// One sync of a key: fetch the manifest; read what Redis holds (the stored
+// manifest per schema, then every list's length, fileID and first byte in
+// one pipeline); decide per list (idlists.Decide: nothing, append, replace,
+// ignore, remove); download only the new bytes, validated before anything is
+// written (an append in one guarded APPEND, a replacement streamed into a
+// stage and renamed into place); then write the manifest, announcing no more
+// than is stored; then delete the lists that left it. An unchanged manifest
+// costs one request and writes nothing.
+
+import (
+	"bytes"
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/statsig-populator/statsig-populator/pkg/fetcher"
+	"github.com/statsig-populator/statsig-populator/pkg/idlists"
+	"github.com/statsig-populator/statsig-populator/pkg/keys"
+	"github.com/statsig-populator/statsig-populator/pkg/metrics"
+	"github.com/statsig-populator/statsig-populator/pkg/writer"
+)
+
+// IDListSource is the CDN side of ID lists (idlists.Client).
+type IDListSource interface {
+	FetchManifest(ctx context.Context, k keys.SDKKey) idlists.Result
+	OpenChunk(ctx context.Context, k keys.SDKKey, e idlists.Entry, offset int64) (*idlists.Chunk, error)
+}
+
+// IDListStore is the Redis side of ID lists (writer.Writer).
+type IDListStore interface {
+	ReadIDListManifest(ctx context.Context, t keys.ManifestTarget) ([]byte, int64, error)
+	ReadIDLists(ctx context.Context, targets []keys.IDListTarget) ([]writer.IDListState, error)
+	AppendIDList(ctx context.Context, t keys.IDListTarget, fileID string, offset int64, chunk []byte) (writer.IDListWrite, error)
+	StageIDList(ctx context.Context, t keys.IDListTarget, token string, offset int64, chunk []byte) (writer.IDListWrite, error)
+	CommitIDList(ctx context.Context, t keys.IDListTarget, token, fileID string, length int64) (writer.IDListWrite, error)
+	AbortIDList(ctx context.Context, t keys.IDListTarget, token string) (writer.IDListWrite, error)
+	WriteIDListManifest(ctx context.Context, t keys.ManifestTarget, manifestJSON []byte, marker int64) (writer.ManifestWrite, error)
+	DeleteIDList(ctx context.Context, t keys.IDListTarget) error
+	DeleteIDListManifest(ctx context.Context, t keys.ManifestTarget) error
+	TouchIDLists(ctx context.Context, manifests []keys.ManifestTarget, lists []keys.IDListTarget) error
+}
+
+// IDListOptions configure an IDLists syncer.
+type IDListOptions struct {
+	Keys []keys.SDKKey
+	// Prefix and Schemas name the keys written (format sfp).
+	Prefix   string
+	Schemas  []keys.Schema
+	Interval time.Duration
+	// Concurrency caps the keys synced at once; default 4.
+	Concurrency             int
+	DeleteOnUnauthorized    bool
+	UnauthorizedRecheck     time.Duration
+	UnauthorizedDeleteAfter time.Duration
+	DeleteRemovedKeys       bool
+	// TTL is REDIS_KEY_TTL: when set, every sync renews the TTL of what it
+	// keeps (writes set it themselves).
+	TTL time.Duration
+	// RedisTimeout bounds each Redis round trip; default 5s.
+	RedisTimeout time.Duration
+	Gate         Gate
+	// Now is the clock, for tests; nil means time.Now.
+	Now func() time.Time
+}
+
+// IDListOutcomes is every IDListStatus.LastOutcome.
+var IDListOutcomes = []string{
+	"updated",        // something was written (a list, the manifest or a removal)
+	"unchanged",      // Redis already held the CDN's manifest and lists
+	"unauthorized",   // the manifest request was answered 401/403
+	"manifest_error", // the manifest could not be had (status, timeout, garbage: see id_list_manifest_fetches_total)
+	"download_error", // some list could not be downloaded or was refused (bad chunk); the rest was written
+	"redis_error",    // Redis could not be read or written
+	"deleted",        // DELETE_ON_UNAUTHORIZED removed the key's ID lists
+	"not_leader",     // another replica holds the writer lease; nothing was fetched
+}
+
+// IDListStatus is what the worker knows about one key's ID lists.
+type IDListStatus struct {
+	Key string `json:"key"` // redacted
+	// Lists and Bytes are what the last successful sync left in Redis (the
+	// first schema's copy).
+	Lists               int       `json:"lists"`
+	Bytes               int64     `json:"bytes"`
+	LastOutcome         string    `json:"last_outcome"`
+	LastError           string    `json:"last_error,omitempty"`
+	LastSync            time.Time `json:"last_sync"`
+	LastSuccess         time.Time `json:"last_success"`
+	NextSync            time.Time `json:"next_sync"`
+	ConsecutiveFailures int       `json:"consecutive_failures"`
+	// Current is true when the last sync left Redis holding every list of
+	// the CDN's manifest, as announced.
+	Current bool `json:"current"`
+	// Confirmed is true once Current has been true since start.
+	Confirmed    bool      `json:"confirmed"`
+	Unauthorized bool      `json:"unauthorized"`
+	ConfiguredAt time.Time `json:"configured_at"`
+}
+
+// idJob is one key's ID-list state. Only the goroutine syncing it touches
+// its fields other than st, next and out (guarded by IDLists.mu).
+type idJob struct {
+	key     keys.SDKKey
+	name    string
+	backoff *backoff.ExponentialBackOff
+
+	next    time.Time
+	out     bool
+	removed bool
+
+	failingSince   time.Time
+	refusedSince   time.Time
+	refusals       int
+	refusedDeleted bool
+	// absent counts, per stored list the manifest no longer names, the
+	// manifests in a row without it; bad counts refused chunks in a row.
+	absent map[string]int
+	bad    map[string]int
+
+	st IDListStatus
+}
+
+// IDLists keeps the ID lists of every configured key current in Redis.
+type IDLists struct {
+	opt   IDListOptions
+	src   IDListSource
+	store IDListStore
+	log   zerolog.Logger
+	m     *metrics.Metrics
+
+	mu   sync.Mutex
+	jobs []*idJob
+	wake chan struct{}
+	sem  chan struct{}
+	wg   sync.WaitGroup
+
+	heartbeat atomic.Int64
+}
+
+// NewIDLists returns a syncer.
+func NewIDLists(opt IDListOptions, src IDListSource, store IDListStore, log zerolog.Logger, m *metrics.Metrics) *IDLists {
+	if opt.Concurrency <= 0 {
+		opt.Concurrency = 4
+	}
+	if opt.Interval <= 0 {
+		opt.Interval = time.Minute
+	}
+	if opt.UnauthorizedRecheck <= 0 {
+		opt.UnauthorizedRecheck = DefaultUnauthorizedRecheck
+	}
+	if opt.UnauthorizedDeleteAfter <= 0 {
+		opt.UnauthorizedDeleteAfter = DefaultUnauthorizedDeleteAfter
+	}
+	if opt.RedisTimeout <= 0 {
+		opt.RedisTimeout = 5 * time.Second
+	}
+	if opt.Gate == nil {
+		opt.Gate = alwaysLeading{}
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	s := &IDLists{opt: opt, src: src, store: store, log: log.With().Str("component", "id_lists").Logger(), m: m,
+		wake: make(chan struct{}, 1), sem: make(chan struct{}, opt.Concurrency)}
+	s.SetKeys(opt.Keys)
+	return s
+}
+
+// SetKeys replaces the configured keys: new keys are synced at once, removed
+// keys stop (and their ID lists are deleted when DeleteRemovedKeys is set).
+func (s *IDLists) SetKeys(ks []keys.SDKKey) {
+	s.mu.Lock()
+	byKey := map[string]*idJob{}
+	for _, j := range s.jobs {
+		byKey[j.key.Reveal()] = j
+	}
+	var jobs []*idJob
+	var removed []*idJob
+	want := map[string]bool{}
+	for _, k := range ks {
+		want[k.Reveal()] = true
+		if j := byKey[k.Reveal()]; j != nil {
+			jobs = append(jobs, j)
+			continue
+		}
+		jobs = append(jobs, &idJob{key: k, name: k.Redacted(), next: s.opt.Now(), absent: map[string]int{}, bad: map[string]int{},
+			st: IDListStatus{Key: k.Redacted(), ConfiguredAt: s.opt.Now()}})
+	}
+	for _, j := range s.jobs {
+		if !want[j.key.Reveal()] {
+			j.removed = true
+			removed = append(removed, j)
+		}
+	}
+	s.jobs = jobs
+	s.mu.Unlock()
+	s.m.SetIDListKeys(len(jobs))
+	if s.opt.DeleteRemovedKeys {
+		for _, j := range removed {
+			k := j.key
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				if !s.opt.Gate.Leading() {
+					return
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 4*s.opt.RedisTimeout)
+				defer cancel()
+				if err := s.deleteAll(ctx, k); err != nil {
+					s.log.Warn().Str("key", k.Redacted()).Err(err).Msg("could not delete the ID lists of a removed key")
+				}
+			}()
+		}
+	}
+	s.poke()
+}
+
+func (s *IDLists) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// TakeOver makes every key due now: this replica just became the writer.
+func (s *IDLists) TakeOver() {
+	s.mu.Lock()
+	now := s.opt.Now()
+	for _, j := range s.jobs {
+		if j.next.After(now) {
+			j.next = now.Add(time.Duration(rand.Int64N(int64(min(s.opt.Interval, 5*time.Second)))))
+		}
+	}
+	s.mu.Unlock()
+	s.poke()
+}
+
+// Alive is when the loop last went round.
+func (s *IDLists) Alive() time.Time {
+	ns := s.heartbeat.Load()
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// Statuses returns every key's ID-list status, in configuration order.
+func (s *IDLists) Statuses() []IDListStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]IDListStatus, len(s.jobs))
+	for i, j := range s.jobs {
+		out[i] = j.st
+		out[i].NextSync = j.next
+	}
+	return out
+}
+
+// Run syncs until ctx ends, then waits for the syncs in flight.
+func (s *IDLists) Run(ctx context.Context) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		s.heartbeat.Store(time.Now().UnixNano())
+		s.startDue(ctx)
+		select {
+		case <-ctx.Done():
+			s.wg.Wait()
+			return nil
+		case <-tick.C:
+		case <-s.wake:
+		}
+	}
+}
+
+// startDue starts a sync of every due key, as concurrency allows; the rest
+// wait for the next round.
+func (s *IDLists) startDue(ctx context.Context) {
+	now := s.opt.Now()
+	s.mu.Lock()
+	var due []*idJob
+	for _, j := range s.jobs {
+		if !j.out && !j.next.After(now) {
+			due = append(due, j)
+		}
+	}
+	s.mu.Unlock()
+	for _, j := range due {
+		select {
+		case s.sem <- struct{}{}:
+		default:
+			return
+		}
+		s.mu.Lock()
+		j.out = true
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() { <-s.sem; s.poke() }()
+			s.syncJob(ctx, j)
+		}()
+	}
+}
+
+// Once syncs every key once (what `populator once` runs) and returns the
+// statuses.
+func (s *IDLists) Once(ctx context.Context) []IDListStatus {
+	s.mu.Lock()
+	jobs := append([]*idJob(nil), s.jobs...)
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		s.sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-s.sem }()
+			s.syncJob(ctx, j)
+		}()
+	}
+	wg.Wait()
+	return s.Statuses()
+}
+
+// syncResult is one sync's outcome as the scheduler sees it.
+type syncResult struct {
+	outcome    string
+	err        error
+	retryAfter time.Duration
+	current    bool
+	lists      int
+	bytes      int64
+}
+
+func (s *IDLists) syncJob(ctx context.Context, j *idJob) {
+	if !s.opt.Gate.Leading() {
+		s.mu.Lock()
+		j.out = false
+		j.next = s.opt.Now().Add(jitter(s.opt.Interval))
+		j.st.LastOutcome, j.st.LastError = "not_leader", ""
+		s.mu.Unlock()
+		return
+	}
+	r := s.sync(ctx, j)
+	now := s.opt.Now()
+	var delay time.Duration
+	switch r.outcome {
+	case "updated", "unchanged":
+		j.failingSince = time.Time{}
+		j.backoff = nil
+		delay = jitter(s.opt.Interval)
+		if r.current {
+			j.refusedSince, j.refusals, j.refusedDeleted = time.Time{}, 0, false
+		}
+	case "unauthorized", "deleted":
+		delay = jitter(max(s.opt.UnauthorizedRecheck, s.opt.Interval))
+	default:
+		if j.failingSince.IsZero() {
+			j.failingSince = now
+		}
+		if j.backoff == nil {
+			j.backoff = backoff.NewExponentialBackOff()
+			j.backoff.InitialInterval = time.Second
+			j.backoff.MaxInterval = max(s.opt.Interval, time.Second)
+			j.backoff.MaxElapsedTime = 0
+			j.backoff.Reset()
+		}
+		delay = max(j.backoff.NextBackOff(), capRetryAfter(r.retryAfter, s.opt.Interval))
+	}
+	if ctx.Err() != nil && r.outcome != "updated" && r.outcome != "unchanged" {
+		// A stop is not a failure: leave the status as it was.
+		s.mu.Lock()
+		j.out = false
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j.out = false
+	j.next = now.Add(delay)
+	st := &j.st
+	st.LastSync, st.LastOutcome = now, r.outcome
+	st.LastError = ""
+	if r.err != nil {
+		st.LastError = r.err.Error()
+	}
+	st.Unauthorized = r.outcome == "unauthorized" || r.outcome == "deleted"
+	switch r.outcome {
+	case "updated", "unchanged":
+		st.ConsecutiveFailures = 0
+		st.LastSuccess = now
+		st.Lists, st.Bytes = r.lists, r.bytes
+		st.Current = r.current
+		st.Confirmed = st.Confirmed || r.current
+	case "download_error":
+		st.ConsecutiveFailures++
+		st.Lists, st.Bytes = r.lists, r.bytes
+		st.Current = false
+	default:
+		st.ConsecutiveFailures++
+		st.Current = false
+	}
+}
+
+// jitter is d ±2%.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (1 + Jitter*(2*rand.Float64()-1)))
+}
+
+// sync runs one sync of j's key.
+func (s *IDLists) sync(ctx context.Context, j *idJob) syncResult {
+	res := s.src.FetchManifest(ctx, j.key)
+	s.m.IDListManifest(res.Label)
+	switch res.Outcome {
+	case fetcher.Updated:
+	case fetcher.Unauthorized:
+		return s.refused(ctx, j, res)
+	default:
+		return syncResult{outcome: "manifest_error", err: res.Err, retryAfter: res.RetryAfter}
+	}
+	m := res.Manifest
+	for _, r := range m.Refused {
+		s.log.Warn().Str("key", j.name).Str("list", fmt.Sprintf("%q", r.Name)).Str("reason", r.Reason).Str("detail", r.Detail).
+			Msg("ID-list manifest entry refused; the stored copy of that list, if any, is kept")
+	}
+	now := s.opt.Now()
+
+	mts := keys.ManifestTargets(s.opt.Prefix, j.key, s.opt.Schemas)
+	before := make([]map[string]idlists.Entry, len(mts))
+	beforeJSON := make([][]byte, len(mts))
+	markers := make([]int64, len(mts))
+	for i, t := range mts {
+		rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
+		b, marker, err := s.store.ReadIDListManifest(rctx, t)
+		cancel()
+		if err != nil {
+			s.m.RedisError("id_lists")
+			return syncResult{outcome: "redis_error", err: err}
+		}
+		before[i], beforeJSON[i], markers[i] = parseStoredManifest(b), b, marker
+	}
+
+	// Which stored lists the manifest left out are kept this round.
+	names := listNames(m, before)
+	keep := map[string]bool{}
+	for _, name := range names {
+		_, listed := m.Entries[name]
+		switch {
+		case listed:
+			delete(j.absent, name)
+		case m.IsRefused(name):
+			keep[name] = true
+		default:
+			j.absent[name]++
+			keep[name] = keepAbsent(j.absent[name])
+			if !keep[name] {
+				delete(j.absent, name)
+			}
+		}
+	}
+	for name := range j.bad {
+		if _, ok := m.Entries[name]; !ok {
+			delete(j.bad, name)
+		}
+	}
+
+	targets := make([]keys.IDListTarget, 0, len(names)*len(s.opt.Schemas))
+	for _, name := range names {
+		targets = append(targets, keys.IDListTargets(s.opt.Prefix, j.key, s.opt.Schemas, name)...)
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
+	states, err := s.store.ReadIDLists(rctx, targets)
+	cancel()
+	if err != nil {
+		s.m.RedisError("id_lists")
+		return syncResult{outcome: "redis_error", err: err}
+	}
+
+	ns := len(s.opt.Schemas)
+	held := make([]map[string]heldList, ns)
+	for i := range held {
+		held[i] = map[string]heldList{}
+	}
+	removing := map[string]bool{}
+	wrote := false
+	var firstErr error
+	var firstOutcome string
+	fail := func(outcome string, err error) {
+		if firstErr == nil {
+			firstErr, firstOutcome = err, outcome
+		}
+	}
+	for ni, name := range names {
+		entry, listed := m.Entries[name]
+		var ep *idlists.Entry
+		if listed {
+			ep = &entry
+		}
+		// Group this list's schemas by what they need: usually every schema
+		// holds the same, and one download serves them all.
+		type group struct {
+			d       idlists.Decision
+			targets []keys.IDListTarget
+			idx     []int
+		}
+		var groups []*group
+		for si := 0; si < ns; si++ {
+			t, st := targets[ni*ns+si], states[ni*ns+si]
+			if st.Err != nil {
+				fail("redis_error", st.Err)
+				continue
+			}
+			if st.Length > 0 {
+				held[si][name] = heldList{Length: st.Length, FileID: st.FileID}
+			}
+			var stored *idlists.Stored
+			if st.Length > 0 {
+				stored = &idlists.Stored{FileID: st.FileID, Length: st.Length, BadChunks: j.bad[name]}
+				if b, ok := before[si][name]; ok && b.FileID == st.FileID {
+					stored.CreationTime = b.CreationTime
+				}
+				if st.First != '+' && st.First != '-' {
+					// Not a list any SDK accepts (written by someone else):
+					// download it again whole.
+					stored.BadChunks = idlists.MaxBadChunks
+				}
+			}
+			d := listDecision(stored, ep, keep[name])
+			var g *group
+			for _, x := range groups {
+				if x.d.Action == d.Action && x.d.Offset == d.Offset {
+					g = x
+				}
+			}
+			if g == nil {
+				g = &group{d: d}
+				groups = append(groups, g)
+			}
+			g.targets = append(g.targets, t)
+			g.idx = append(g.idx, si)
+		}
+		for _, g := range groups {
+			switch g.d.Action {
+			case idlists.Nothing, idlists.Ignore:
+			case idlists.Remove:
+				removing[name] = true
+			case idlists.Append, idlists.Replace:
+				if g.d.Action == idlists.Replace && entry.Size == 0 {
+					// An empty file: no SDK accepts an empty list; the list
+					// leaves the stored manifest and its copy is removed.
+					removing[name] = true
+					continue
+				}
+				results, err := s.download(ctx, j, entry, g.d, g.targets)
+				for k, r := range results {
+					if r.Length > 0 {
+						held[g.idx[k]][name] = heldList{Length: r.Length, FileID: r.FileID}
+					}
+					if r.Written {
+						wrote = true
+					}
+				}
+				if err != nil {
+					if idlists.IsBadChunk(err) {
+						j.bad[name]++
+					}
+					outcome := "download_error"
+					if errors.As(err, new(*writer.TargetError)) || writer.IsUnreachable(err) {
+						outcome = "redis_error"
+						s.m.RedisError("id_lists")
+					}
+					s.log.Warn().Str("key", j.name).Str("list", name).Str("action", g.d.Action.String()).Err(err).Msg("ID list not updated")
+					fail(outcome, err)
+				} else {
+					delete(j.bad, name)
+					s.log.Info().Str("key", j.name).Str("list", name).Str("action", g.d.Action.String()).Str("reason", g.d.Reason).
+						Int64("offset", g.d.Offset).Int64("bytes", g.d.Length).Msg("ID list updated")
+				}
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return syncResult{outcome: "download_error", err: ctx.Err()}
+	}
+
+	// The manifests, after the lists they announce.
+	for i, t := range mts {
+		js := storedManifest(held[i], m.Entries, before[i], removing)
+		if bytes.Equal(js, beforeJSON[i]) {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
+		w, err := s.store.WriteIDListManifest(rctx, t, js, nextMarker(now.UnixMilli(), markers[i]))
+		cancel()
+		if err != nil {
+			s.m.RedisError("id_lists")
+			return syncResult{outcome: "redis_error", err: err}
+		}
+		wrote = wrote || w.Written
+	}
+	// Then the lists that left it.
+	for _, name := range sortedKeys(removing) {
+		for si, t := range keys.IDListTargets(s.opt.Prefix, j.key, s.opt.Schemas, name) {
+			if _, ok := held[si][name]; !ok {
+				continue
+			}
+			rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
+			err := s.store.DeleteIDList(rctx, t)
+			cancel()
+			if err != nil {
+				s.m.RedisError("id_lists")
+				return syncResult{outcome: "redis_error", err: err}
+			}
+			delete(held[si], name)
+			wrote = true
+			s.log.Info().Str("key", j.name).Str("list", name).Msg("ID list removed: it left the manifest")
+		}
+	}
+	if s.opt.TTL > 0 {
+		var lts []keys.IDListTarget
+		for _, name := range sortedKeys(held[0]) {
+			lts = append(lts, keys.IDListTargets(s.opt.Prefix, j.key, s.opt.Schemas, name)...)
+		}
+		rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
+		err := s.store.TouchIDLists(rctx, mts, lts)
+		cancel()
+		if err != nil {
+			s.m.RedisError("id_lists")
+			return syncResult{outcome: "redis_error", err: err}
+		}
+	}
+
+	r := syncResult{outcome: "unchanged"}
+	if wrote {
+		r.outcome = "updated"
+	}
+	for _, h := range held[0] {
+		r.lists++
+		r.bytes += h.Length
+	}
+	if firstErr != nil {
+		r.outcome, r.err = firstOutcome, firstErr
+		return r
+	}
+	r.current = current(held, m.Entries)
+	return r
+}
+
+// current reports whether every schema holds every non-empty list of the
+// CDN's manifest whole.
+func current(held []map[string]heldList, cdn map[string]idlists.Entry) bool {
+	for _, h := range held {
+		for name, e := range cdn {
+			if e.Size == 0 {
+				continue
+			}
+			if x, ok := h[name]; !ok || x.FileID != e.FileID || x.Length != e.Size {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// download fetches entry's file from d.Offset and writes it to every target:
+// appended in one guarded piece (Append), or streamed into a stage and
+// renamed into place after the last byte was validated (Replace). Nothing of
+// a refused chunk is ever visible. The results say, per target, what it held
+// afterwards (Length 0: unknown or nothing).
+func (s *IDLists) download(ctx context.Context, j *idJob, entry idlists.Entry, d idlists.Decision, targets []keys.IDListTarget) ([]writer.IDListWrite, error) {
+	results := make([]writer.IDListWrite, len(targets))
+	ch, err := s.src.OpenChunk(ctx, j.key, entry, d.Offset)
+	if err != nil {
+		s.m.IDListDownload(idlists.ChunkLabel(err), 0)
+		return results, err
+	}
+	defer ch.Close()
+	if d.Action == idlists.Append {
+		buf, err := io.ReadAll(ch)
+		s.m.IDListDownload(idlists.ChunkLabel(err), int64(len(buf)))
+		if err != nil {
+			return results, err
+		}
+		for i, t := range targets {
+			rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
+			w, err := s.store.AppendIDList(rctx, t, entry.FileID, d.Offset, buf)
+			cancel()
+			if err != nil {
+				return results, err
+			}
+			results[i] = w
+			if w.Written {
+				s.m.IDListWritten("append", int64(len(buf)))
+			}
+		}
+		return results, nil
+	}
+
+	token := newToken()
+	abort := func() {
+		for _, t := range targets {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opt.RedisTimeout)
+			_, _ = s.store.AbortIDList(rctx, t, token)
+			cancel()
+		}
+	}
+	buf := make([]byte, min(StageChunkBytes, max(d.Length, 1)))
+	var off int64
+	for {
+		n, rerr := io.ReadFull(ch, buf)
+		if rerr != nil && rerr != io.EOF && rerr != io.ErrUnexpectedEOF {
+			s.m.IDListDownload(idlists.ChunkLabel(rerr), off+int64(n))
+			abort()
+			return results, rerr
+		}
+		if n > 0 {
+			for _, t := range targets {
+				rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
+				w, err := s.store.StageIDList(rctx, t, token, off, buf[:n])
+				cancel()
+				if err == nil && !w.Written {
+					err = errors.New("the ID-list stage was taken over by another writer")
+				}
+				if err != nil {
+					s.m.IDListDownload("ok", off+int64(n))
+					abort()
+					return results, err
+				}
+			}
+			off += int64(n)
+		}
+		if rerr != nil {
+			break
+		}
+	}
+	s.m.IDListDownload("ok", off)
+	for i, t := range targets {
+		rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
+		w, err := s.store.CommitIDList(rctx, t, token, entry.FileID, off)
+		cancel()
+		if err == nil && !w.Written {
+			err = errors.New("the ID-list stage was taken over by another writer")
+		}
+		if err != nil {
+			abort()
+			return results, err
+		}
+		results[i] = w
+		s.m.IDListWritten("replace", off)
+	}
+	return results, nil
+}
+
+// newToken is a random staging token.
+func newToken() string {
+	var b [12]byte
+	_, _ = crand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// refused handles a 401/403 for the manifest, as the config-spec poller does
+// for its fetches: DELETE_ON_UNAUTHORIZED removes the key's ID lists only
+// after UNAUTHORIZED_DELETE_AFTER of refusals without a break and while some
+// other key is accepted.
+func (s *IDLists) refused(ctx context.Context, j *idJob, res idlists.Result) syncResult {
+	now := s.opt.Now()
+	if j.refusedSince.IsZero() {
+		j.refusedSince = now
+	}
+	j.refusals++
+	r := syncResult{outcome: "unauthorized", err: res.Err}
+	if !s.opt.DeleteOnUnauthorized || j.refusedDeleted {
+		return r
+	}
+	in := unauthorizedInput{refusedFor: now.Sub(j.refusedSince), refusals: j.refusals,
+		deleteAfter: s.opt.UnauthorizedDeleteAfter, othersRefused: s.othersRefused(j)}
+	if !shouldDeleteUnauthorized(in) {
+		return r
+	}
+	if err := s.deleteAll(ctx, j.key); err != nil {
+		s.m.RedisError("id_lists")
+		return syncResult{outcome: "redis_error", err: err}
+	}
+	j.refusedDeleted = true
+	s.log.Warn().Str("key", j.name).Msg("DELETE_ON_UNAUTHORIZED: the key's ID lists were deleted")
+	return syncResult{outcome: "deleted", err: res.Err}
+}
+
+func (s *IDLists) othersRefused(j *idJob) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range s.jobs {
+		if o != j && !o.st.Unauthorized {
+			return false
+		}
+	}
+	return true
+}
+
+// deleteAll removes k's ID-list manifests first, then every list they name.
+func (s *IDLists) deleteAll(ctx context.Context, k keys.SDKKey) error {
+	for _, mt := range keys.ManifestTargets(s.opt.Prefix, k, s.opt.Schemas) {
+		rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
+		b, _, err := s.store.ReadIDListManifest(rctx, mt)
+		cancel()
+		if err != nil {
+			return err
+		}
+		rctx, cancel = context.WithTimeout(ctx, s.opt.RedisTimeout)
+		err = s.store.DeleteIDListManifest(rctx, mt)
+		cancel()
+		if err != nil {
+			return err
+		}
+		for name := range parseStoredManifest(b) {
+			rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
+			err := s.store.DeleteIDList(rctx, keys.NewIDListTarget(s.opt.Prefix, k, mt.Schema, name))
+			cancel()
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

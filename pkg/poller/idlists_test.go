@@ -1,0 +1,302 @@
+package poller
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/statsig-populator/statsig-populator/internal/fakecdn"
+	"github.com/statsig-populator/statsig-populator/internal/redistest"
+	"github.com/statsig-populator/statsig-populator/pkg/idlists"
+	"github.com/statsig-populator/statsig-populator/pkg/keys"
+	"github.com/statsig-populator/statsig-populator/pkg/writer"
+)
+
+func TestListDecisionBigAppendReplaces(t *testing.T) {
+	e := &idlists.Entry{Name: "l", Size: 10 + MaxAppendInMemory + 1, FileID: "F", URL: "http://x/l"}
+	stored := &idlists.Stored{FileID: "F", Length: 10}
+	if d := listDecision(stored, e, false); d.Action != idlists.Replace || d.Offset != 0 || d.Length != e.Size {
+		t.Fatalf("a growth beyond MaxAppendInMemory: %+v", d)
+	}
+	e.Size = 10 + MaxAppendInMemory
+	if d := listDecision(stored, e, false); d.Action != idlists.Append || d.Offset != 10 {
+		t.Fatalf("a growth of MaxAppendInMemory: %+v", d)
+	}
+	if d := listDecision(stored, nil, true); d.Action != idlists.Nothing {
+		t.Fatalf("a kept absent list: %+v", d)
+	}
+	if d := listDecision(stored, nil, false); d.Action != idlists.Remove {
+		t.Fatalf("an absent list not kept: %+v", d)
+	}
+}
+
+func TestKeepAbsentAndMarker(t *testing.T) {
+	for n, want := range map[int]bool{0: true, 1: true, 2: false, 3: false} {
+		if got := keepAbsent(n); got != want {
+			t.Errorf("keepAbsent(%d) = %v", n, got)
+		}
+	}
+	for _, c := range []struct{ now, stored, want int64 }{{100, 0, 100}, {100, 100, 101}, {100, 500, 501}} {
+		if got := nextMarker(c.now, c.stored); got != c.want {
+			t.Errorf("nextMarker(%d, %d) = %d", c.now, c.stored, got)
+		}
+	}
+}
+
+func TestStoredManifest(t *testing.T) {
+	cdn := map[string]idlists.Entry{
+		"a": {Name: "a", Size: 30, URL: "u/a2", CreationTime: 5, FileID: "A"},
+		"b": {Name: "b", Size: 50, URL: "u/b2", CreationTime: 9, FileID: "B2"},
+	}
+	before := map[string]idlists.Entry{
+		"b": {Name: "b", Size: 40, URL: "u/b1", CreationTime: 7, FileID: "B1"},
+		"c": {Name: "c", Size: 10, URL: "u/c", CreationTime: 1, FileID: "C"},
+	}
+	held := map[string]heldList{
+		"a": {Length: 20, FileID: "A"},  // behind the CDN: announced as stored
+		"b": {Length: 40, FileID: "B1"}, // the new file failed: the old entry stays
+		"c": {Length: 10, FileID: "C"},  // being removed
+		"d": {Length: 10, FileID: "X"},  // no manifest describes it
+		"e": {Length: 0, FileID: "E"},   // empty
+	}
+	got := map[string]idlists.Entry{}
+	if err := json.Unmarshal(storedManifest(held, cdn, before, map[string]bool{"c": true}), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]idlists.Entry{
+		"a": {Name: "a", Size: 20, URL: "u/a2", CreationTime: 5, FileID: "A"},
+		"b": {Name: "b", Size: 40, URL: "u/b1", CreationTime: 7, FileID: "B1"},
+	}
+	if len(got) != len(want) || got["a"] != want["a"] || got["b"] != want["b"] {
+		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+	if string(storedManifest(nil, nil, nil, nil)) != "{}" {
+		t.Fatal("nothing held must still be a manifest, {}")
+	}
+	if len(parseStoredManifest([]byte("not json"))) != 0 || len(parseStoredManifest([]byte(`{"x|y":{"fileID":"F","url":"u"}}`))) != 0 {
+		t.Fatal("garbage or unusable names must parse as nothing")
+	}
+}
+
+// idHarness is a syncer against a real redis-server and the fake CDN, driven
+// one sync at a time.
+type idHarness struct {
+	t     *testing.T
+	redis *redistest.Server
+	cdn   *fakecdn.Server
+	s     *IDLists
+	store *writer.Writer
+}
+
+var idKey = keys.MustParse("secret-idListsPollerKey0000000000000")
+
+func newIDHarness(t *testing.T, opt IDListOptions) *idHarness {
+	t.Helper()
+	r := redistest.Start(t)
+	cdn := fakecdn.New()
+	cdn.SetProject(idKey, fakecdn.Project{Lcut: 1000})
+	srv := httptest.NewServer(cdn)
+	t.Cleanup(srv.Close)
+	store := writer.New(r.Client(), opt.TTL)
+	client := idlists.New(idlists.Options{BaseURL: srv.URL, Timeout: 5 * time.Second})
+	opt.Keys = []keys.SDKKey{idKey}
+	opt.Schemas = []keys.Schema{keys.Hashed, keys.Prefix}
+	if opt.Interval == 0 {
+		opt.Interval = time.Minute
+	}
+	return &idHarness{t: t, redis: r, cdn: cdn, store: store, s: NewIDLists(opt, client, store, zerolog.Nop(), nil)}
+}
+
+func (h *idHarness) sync() IDListStatus {
+	h.t.Helper()
+	return h.s.Once(context.Background())[0]
+}
+
+// held returns, per schema, the stored manifest entries and list values.
+func (h *idHarness) held() ([]map[string]idlists.Entry, []map[string]string) {
+	h.t.Helper()
+	ctx := context.Background()
+	var mans []map[string]idlists.Entry
+	var lists []map[string]string
+	for _, mt := range keys.ManifestTargets("", idKey, h.s.opt.Schemas) {
+		b, _, err := h.store.ReadIDListManifest(ctx, mt)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		m := map[string]idlists.Entry{}
+		if b != nil {
+			if err := json.Unmarshal(b, &m); err != nil {
+				h.t.Fatalf("stored manifest %q: %v", b, err)
+			}
+		}
+		ls := map[string]string{}
+		for name, e := range m {
+			v, err := h.redis.Client().Get(ctx, keys.NewIDListTarget("", idKey, mt.Schema, name).Key).Result()
+			if err != nil {
+				h.t.Fatalf("manifest announces %s but the list is not stored: %v", name, err)
+			}
+			if int64(len(v)) != e.Size {
+				h.t.Fatalf("manifest announces %d bytes of %s, %d stored", e.Size, name, len(v))
+			}
+			ls[name] = v
+		}
+		mans = append(mans, m)
+		lists = append(lists, ls)
+	}
+	return mans, lists
+}
+
+// wantList checks every schema holds content for name under fileID.
+func (h *idHarness) wantList(name, fileID, content string) {
+	h.t.Helper()
+	mans, lists := h.held()
+	for i := range mans {
+		if mans[i][name].FileID != fileID || lists[i][name] != content {
+			h.t.Fatalf("schema %d: %s = %q under %q; want %q under %q", i, name, lists[i][name], mans[i][name].FileID, content, fileID)
+		}
+	}
+}
+
+func TestIDListsLifecycle(t *testing.T) {
+	h := newIDHarness(t, IDListOptions{})
+	ctx := context.Background()
+	list1 := "+ungWv48B\n+Ngi8oeRO\n"
+
+	// No lists yet: an empty manifest is stored (a reader needs the lookup).
+	if st := h.sync(); st.LastOutcome != "updated" || !st.Current {
+		t.Fatalf("first sync: %+v", st)
+	}
+	if mans, _ := h.held(); len(mans[0]) != 0 || len(mans[1]) != 0 {
+		t.Fatalf("manifests: %+v", mans)
+	}
+
+	h.cdn.PutIDList(idKey, "list_1", "123", 0, []byte(list1))
+	if st := h.sync(); st.LastOutcome != "updated" || !st.Current || st.Lists != 1 || st.Bytes != 20 {
+		t.Fatalf("new list: %+v", st)
+	}
+	h.wantList("list_1", "123", list1)
+
+	// Unchanged: nothing written (the manifest's marker does not move).
+	_, marker, _ := h.store.ReadIDListManifest(ctx, keys.NewManifestTarget("", idKey, keys.Hashed))
+	if st := h.sync(); st.LastOutcome != "unchanged" {
+		t.Fatalf("unchanged: %+v", st)
+	}
+	if _, m2, _ := h.store.ReadIDListManifest(ctx, keys.NewManifestTarget("", idKey, keys.Hashed)); m2 != marker {
+		t.Fatalf("an unchanged sync moved the marker %d → %d", marker, m2)
+	}
+
+	// An append downloads only the new bytes.
+	h.cdn.ResetLog()
+	h.cdn.AppendIDList(idKey, "list_1", []byte("-ungWv48B\n"))
+	if st := h.sync(); st.LastOutcome != "updated" || st.Bytes != 30 {
+		t.Fatalf("append: %+v", st)
+	}
+	h.wantList("list_1", "123", list1+"-ungWv48B\n")
+	ranges := 0
+	for _, r := range h.cdn.Requests() {
+		if strings.HasPrefix(r.Path, fakecdn.IDListFilePath) {
+			ranges++
+			if got := r.Header.Get("Range"); got != "bytes=20-" {
+				t.Errorf("append asked for %q, want bytes=20-", got)
+			}
+		}
+	}
+	if ranges != 1 {
+		t.Errorf("%d downloads for one append to two schemas, want 1", ranges)
+	}
+
+	// Recreated with another fileID: replaced whole.
+	id2 := h.cdn.RecreateIDList(idKey, "list_1", []byte("+AAAAAAAA\n"))
+	h.sync()
+	h.wantList("list_1", id2, "+AAAAAAAA\n")
+
+	// A bad chunk writes nothing; after MaxBadChunks in a row the whole file
+	// is fetched again.
+	h.cdn.SetIDListFault(idKey, fakecdn.IDListFault{FileBadSeek: true})
+	h.cdn.AppendIDList(idKey, "list_1", []byte("+BBBBBBBB\n"))
+	for i := 0; i < idlists.MaxBadChunks; i++ {
+		if st := h.sync(); st.LastOutcome != "download_error" || st.Current {
+			t.Fatalf("bad chunk %d: %+v", i, st)
+		}
+		h.wantList("list_1", id2, "+AAAAAAAA\n")
+	}
+	if st := h.sync(); st.LastOutcome != "updated" || !st.Current {
+		t.Fatalf("after bad chunks, the whole file: %+v", st)
+	}
+	h.wantList("list_1", id2, "+AAAAAAAA\n+BBBBBBBB\n")
+	h.cdn.ClearIDListFaults()
+
+	// FLUSHALL heals at the next sync.
+	h.redis.FlushAll()
+	h.sync()
+	h.wantList("list_1", id2, "+AAAAAAAA\n+BBBBBBBB\n")
+
+	// A list that leaves the manifest is kept for one manifest, then removed.
+	h.cdn.RemoveIDList(idKey, "list_1")
+	h.sync()
+	h.wantList("list_1", id2, "+AAAAAAAA\n+BBBBBBBB\n")
+	h.sync()
+	if mans, _ := h.held(); len(mans[0]) != 0 || len(mans[1]) != 0 {
+		t.Fatalf("removed list still announced: %+v", mans)
+	}
+	for _, tg := range keys.IDListTargets("", idKey, h.s.opt.Schemas, "list_1") {
+		if n, _ := h.redis.Client().Exists(ctx, tg.Key, tg.FileIDKey).Result(); n != 0 {
+			t.Fatalf("removed list's keys remain (%d)", n)
+		}
+	}
+}
+
+func TestIDListsManifestFailureKeepsLists(t *testing.T) {
+	h := newIDHarness(t, IDListOptions{})
+	h.cdn.PutIDList(idKey, "list_1", "123", 0, []byte("+ungWv48B\n"))
+	h.sync()
+	for _, f := range []fakecdn.IDListFault{{ManifestStatus: 503}, {ManifestBody: []byte("<html>")}, {FileStatus: 500}} {
+		h.cdn.SetIDListFault(idKey, f)
+		h.cdn.AppendIDList(idKey, "list_1", []byte("+Ngi8oeRO\n"))
+		if st := h.sync(); st.Current || st.LastOutcome == "updated" || st.LastOutcome == "unchanged" {
+			t.Fatalf("fault %+v: %+v", f, st)
+		}
+		h.wantList("list_1", "123", "+ungWv48B\n")
+		h.cdn.PutIDList(idKey, "list_1", "123", 0, []byte("+ungWv48B\n"))
+	}
+	h.cdn.ClearIDListFaults()
+	h.cdn.Revoke(idKey, 401)
+	if st := h.sync(); st.LastOutcome != "unauthorized" || !st.Unauthorized {
+		t.Fatalf("revoked: %+v", st)
+	}
+	h.wantList("list_1", "123", "+ungWv48B\n")
+}
+
+func TestIDListsShrunkSizeReplaces(t *testing.T) {
+	h := newIDHarness(t, IDListOptions{})
+	h.cdn.PutIDList(idKey, "list_1", "123", 0, []byte("+ungWv48B\n+Ngi8oeRO\n"))
+	h.sync()
+	// The manifest announces fewer bytes than stored, same fileID: the list
+	// is downloaded again, as much as announced.
+	h.cdn.SetIDListFault(idKey, fakecdn.IDListFault{ShrinkSize: 10})
+	h.sync()
+	h.wantList("list_1", "123", "+ungWv48B\n")
+}
+
+func TestIDListsTTL(t *testing.T) {
+	h := newIDHarness(t, IDListOptions{TTL: time.Hour})
+	h.cdn.PutIDList(idKey, "list_1", "123", 0, []byte("+ungWv48B\n"))
+	h.sync()
+	ctx := context.Background()
+	tg := keys.NewIDListTarget("", idKey, keys.Hashed, "list_1")
+	mt := keys.NewManifestTarget("", idKey, keys.Hashed)
+	for _, k := range []string{tg.Key, tg.FileIDKey, mt.Key} {
+		h.redis.Client().Persist(ctx, k)
+	}
+	h.sync() // unchanged, but the TTL is renewed
+	for _, k := range []string{tg.Key, tg.FileIDKey, mt.Key} {
+		if d, _ := h.redis.Client().PTTL(ctx, k).Result(); d <= 0 {
+			t.Errorf("%s has no TTL after a sync", k)
+		}
+	}
+}
