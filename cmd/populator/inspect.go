@@ -93,6 +93,19 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 				rows = append(rows, r)
 			}
 		}
+		if cfg.IDLists {
+			for _, s := range cfg.Layout.Schemas {
+				mt := keys.NewManifestTarget(cfg.Layout.Prefix, k, s)
+				lt := keys.NewIDListTarget(cfg.Layout.Prefix, k, s, "<name>")
+				rows = append(rows,
+					keyRow{SDKKey: name, Version: "id_lists", Format: string(keys.SFP), Schema: string(s), Type: "HASH", Key: hide(mt.Key),
+						Fields: `config = {"<name>": {"name","size","url","creationTime","fileID"}, …} (size = bytes stored), lcut (change marker), encoding = plain_text`,
+						ReadBy: idListReaders(s, "manifest")},
+					keyRow{SDKKey: name, Version: "id_lists", Format: string(keys.SFP), Schema: string(s), Type: "STRING", Key: hide(lt.Key),
+						Fields: "the list file, \"+id\\n\"/\"-id\\n\" lines, append-only for one fileID; companions " + hide(lt.FileIDKey) + " (its fileID) and " + hide(lt.StagingKey) + " (a replacement being downloaded)",
+						ReadBy: idListReaders(s, "list")})
+			}
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -114,6 +127,17 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "\nKey names from the prefix schema hold part of the secret and are shown redacted; pass --sdk-key to print them in full.")
 	}
 	return nil
+}
+
+// idListReaders says who reads an ID-list key of schema s.
+func idListReaders(s keys.Schema, what string) string {
+	if s == keys.Hashed {
+		if what == "manifest" {
+			return "statsig-node 6 (the ID-list lookup); go-sdk and ruby-sdk adapters mapping statsig.id_lists here"
+		}
+		return "statsig-node 6 (id_list::<name>); go-sdk and ruby-sdk adapters mapping statsig.id_lists::<name> here"
+	}
+	return "adapters that use the prefix schema (forward-proxy style names)"
 }
 
 // checkRow is one line of `populator check`.

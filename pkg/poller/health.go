@@ -52,7 +52,7 @@ func IDListHealth(statuses []IDListStatus, now time.Time) metrics.IDListHealth {
 	for _, s := range statuses {
 		h.Lists += s.Lists
 		h.Bytes += s.Bytes
-		if s.Unauthorized || s.LastOutcome == "not_leader" {
+		if s.Unauthorized || strings.HasPrefix(s.LastOutcome, "follower") {
 			continue
 		}
 		if s.ConsecutiveFailures > 0 {

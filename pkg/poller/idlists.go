@@ -24,6 +24,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,14 +84,15 @@ type IDListOptions struct {
 
 // IDListOutcomes is every IDListStatus.LastOutcome.
 var IDListOutcomes = []string{
-	"updated",        // something was written (a list, the manifest or a removal)
-	"unchanged",      // Redis already held the CDN's manifest and lists
-	"unauthorized",   // the manifest request was answered 401/403
-	"manifest_error", // the manifest could not be had (status, timeout, garbage: see id_list_manifest_fetches_total)
-	"download_error", // some list could not be downloaded or was refused (bad chunk); the rest was written
-	"redis_error",    // Redis could not be read or written
-	"deleted",        // DELETE_ON_UNAUTHORIZED removed the key's ID lists
-	"not_leader",     // another replica holds the writer lease; nothing was fetched
+	"updated",          // something was written (a list, the manifest or a removal)
+	"unchanged",        // Redis already held the CDN's manifest and lists
+	"unauthorized",     // the manifest request was answered 401/403
+	"manifest_error",   // the manifest could not be had (status, timeout, garbage: see id_list_manifest_fetches_total)
+	"download_error",   // some list could not be downloaded or was refused (bad chunk); the rest was written
+	"redis_error",      // Redis could not be read or written
+	"deleted",          // DELETE_ON_UNAUTHORIZED removed the key's ID lists
+	"follower",         // another replica holds the writer lease; Redis holds the manifest it wrote
+	"follower_missing", // another replica holds the writer lease; some manifest is missing from Redis
 }
 
 // IDListStatus is what the worker knows about one key's ID lists.
@@ -353,11 +355,7 @@ type syncResult struct {
 
 func (s *IDLists) syncJob(ctx context.Context, j *idJob) {
 	if !s.opt.Gate.Leading() {
-		s.mu.Lock()
-		j.out = false
-		j.next = s.opt.Now().Add(jitter(s.opt.Interval))
-		j.st.LastOutcome, j.st.LastError = "not_leader", ""
-		s.mu.Unlock()
+		s.follow(ctx, j)
 		return
 	}
 	r := s.sync(ctx, j)
@@ -419,6 +417,42 @@ func (s *IDLists) syncJob(ctx context.Context, j *idJob) {
 		st.ConsecutiveFailures++
 		st.Current = false
 	}
+}
+
+// FollowerRecheck is how soon a follower looks again for a manifest it did
+// not find in Redis.
+const FollowerRecheck = time.Second
+
+// follow is a follower's round: it fetches and writes nothing, but checks
+// that every schema's manifest is in Redis (written by the leader), so that
+// it is ready and its status says whether readers find ID lists.
+func (s *IDLists) follow(ctx context.Context, j *idJob) {
+	outcome := "follower"
+	for _, mt := range keys.ManifestTargets(s.opt.Prefix, j.key, s.opt.Schemas) {
+		rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
+		b, _, err := s.store.ReadIDListManifest(rctx, mt)
+		cancel()
+		if err != nil || b == nil {
+			outcome = "follower_missing"
+			break
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j.out = false
+	j.next = s.opt.Now().Add(jitter(s.opt.Interval))
+	if outcome == "follower_missing" {
+		// Look again soon: the leader is probably writing it now, and this
+		// replica is not ready until it has seen it.
+		j.next = s.opt.Now().Add(min(s.opt.Interval, FollowerRecheck))
+	}
+	st := &j.st
+	if !strings.HasPrefix(st.LastOutcome, "follower") {
+		st.ConsecutiveFailures, st.LastError = 0, ""
+	}
+	st.LastOutcome = outcome
+	st.Current = outcome == "follower"
+	st.Confirmed = st.Confirmed || st.Current
 }
 
 // jitter is d ±2%.
