@@ -61,10 +61,12 @@ func checkDown(t *testing.T, environ []string) (int, string, time.Duration) {
 func TestCheckRedisDown(t *testing.T) {
 	const password = "pw-Check-Down-77aa"
 	keysEnv := "STATSIG_SERVER_SDK_KEYS=" + manyKeys(200)
+	// The config-spec entries alone: TestCheckIDLists covers ID lists.
+	noIDLists := "STATSIG_ID_LISTS=false"
 
 	t.Run("never started", func(t *testing.T) {
 		addr := "127.0.0.1:" + strconv.Itoa(redistest.FreePort(t))
-		code, logs, took := checkDown(t, e2e.Env(keysEnv, "REDIS_URL=redis://populator:"+password+"@"+addr+"/0"))
+		code, logs, took := checkDown(t, e2e.Env(keysEnv, noIDLists, "REDIS_URL=redis://populator:"+password+"@"+addr+"/0"))
 		t.Logf("exit %d after %v:\n%s", code, took, logs)
 		if code != exitRedisUnavailable {
 			t.Errorf("exit %d, want %d", code, exitRedisUnavailable)
@@ -81,7 +83,7 @@ func TestCheckRedisDown(t *testing.T) {
 
 	t.Run("wrong password", func(t *testing.T) {
 		srv := redistest.Start(t, "--requirepass", "the-right-one")
-		code, logs, _ := checkDown(t, e2e.Env(keysEnv, "REDIS_URL=redis://:"+password+"@"+srv.Addr()+"/0"))
+		code, logs, _ := checkDown(t, e2e.Env(keysEnv, noIDLists, "REDIS_URL=redis://:"+password+"@"+srv.Addr()+"/0"))
 		if code != exitRedisUnavailable || !strings.Contains(logs, "WRONGPASS") || strings.Contains(logs, password) ||
 			strings.Count(strings.TrimSpace(logs), "\n") != 0 {
 			t.Errorf("exit %d, want %d and one line naming WRONGPASS without the password:\n%s", code, exitRedisUnavailable, logs)
@@ -92,7 +94,7 @@ func TestCheckRedisDown(t *testing.T) {
 		srv := redistest.Start(t)
 		// Alive and empty first: every entry is read, in chunks, and missing.
 		cmd := exec.Command(e2e.Binary, "check")
-		cmd.Env = e2e.Env(keysEnv, "REDIS_URL="+srv.URL())
+		cmd.Env = e2e.Env(keysEnv, noIDLists, "REDIS_URL="+srv.URL())
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		_ = cmd.Run()
@@ -101,7 +103,7 @@ func TestCheckRedisDown(t *testing.T) {
 			t.Fatalf("check on an empty Redis: exit %d\nstderr: %s", code, stderr.String())
 		}
 		srv.Kill()
-		code, logs, took := checkDown(t, e2e.Env(keysEnv, "REDIS_URL="+srv.URL(), "LOG_FORMAT=console"))
+		code, logs, took := checkDown(t, e2e.Env(keysEnv, noIDLists, "REDIS_URL="+srv.URL(), "LOG_FORMAT=console"))
 		t.Logf("exit %d after %v:\n%s", code, took, logs)
 		if code != exitRedisUnavailable || goRedisRaw.MatchString(logs) || strings.Count(strings.TrimSpace(logs), "\n") != 0 {
 			t.Errorf("exit %d, want %d and one line of stderr:\n%s", code, exitRedisUnavailable, logs)
@@ -168,7 +170,7 @@ func TestCheckFutureLcut(t *testing.T) {
 	s := e2e.NewStack(t)
 	ctx := context.Background()
 	rdb := s.Redis.Client()
-	base := s.BaseEnv()
+	base := s.BaseEnv("STATSIG_ID_LISTS=false") // config specs alone: TestCheckIDLists covers ID lists
 	tg := keys.Targets("", keyA, keys.V2, []keys.Schema{keys.Hashed})[0]
 	soon := time.Now().Add(30 * time.Minute).UnixMilli()
 	cases := []struct {

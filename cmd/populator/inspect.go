@@ -251,6 +251,15 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			rows = append(rows, r)
 		}
 	}
+	if cfg.IDLists {
+		idRows, err := checkIDLists(ctx, w, cfg.Layout.Prefix, cfg.SDKKeys, cfg.Layout.Schemas)
+		if err != nil {
+			fmt.Fprintf(stderr, "populator: Redis at %s cannot be read (ID lists): %s\n",
+				target, redactRedisSecrets(err.Error(), cfg.Redis.Password, cfg.Redis.SentinelPassword))
+			return exitError{exitRedisUnavailable}
+		}
+		rows = append(rows, idRows...)
+	}
 	failed := 0
 	for _, r := range rows {
 		if !r.ok() {
