@@ -44,6 +44,9 @@ if [ -x charts/test.sh ]; then
   charts/test.sh
 fi
 
+echo "== docker-compose.yml and .env.example (deploy/, a Go module of its own)"
+(cd deploy && go vet ./... && go test -count=1 ./...)
+
 echo "== static binary (the one the image runs)"
 make build VERSION=ci-check
 if ! go version -m bin/populator | grep -q "CGO_ENABLED=0"; then

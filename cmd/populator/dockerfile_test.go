@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -18,6 +20,7 @@ import (
 // the build stage's COPY sources and RUN commands, and the runtime stage's
 // instructions.
 type dockerfile struct {
+	froms       []string          // every FROM line, in order
 	buildCopies []string          // sources of the build stage's COPY lines
 	buildRuns   []string          // the build stage's RUN commands
 	buildArgs   map[string]string // ARG defaults of the build stage
@@ -43,14 +46,17 @@ func parseDockerfile(t *testing.T, name string) dockerfile {
 		switch instr := strings.ToUpper(fields[0]); {
 		case instr == "FROM":
 			stage++
+			d.froms = append(d.froms, line)
 			d.runtime = nil
 		case stage == 1 && instr == "COPY" && !strings.HasPrefix(fields[1], "--from"):
 			d.buildCopies = append(d.buildCopies, fields[1:len(fields)-1]...)
 		case stage == 1 && instr == "RUN":
 			d.buildRuns = append(d.buildRuns, strings.TrimSpace(strings.TrimPrefix(line, fields[0])))
 		case stage == 1 && instr == "ARG":
-			name, def, _ := strings.Cut(fields[1], "=")
-			d.buildArgs[name] = def
+			for _, f := range fields[1:] { // ARG A B=x declares both
+				name, def, _ := strings.Cut(f, "=")
+				d.buildArgs[name] = def
+			}
 		}
 		d.runtime = append(d.runtime, line)
 	}
@@ -136,38 +142,46 @@ func TestDockerfileBuildStage(t *testing.T) {
 		}
 	}
 
-	var built bool
-	for _, run := range d.buildRuns {
-		if !strings.Contains(run, "make build") {
-			continue // go mod download: the module cache stands in for it
-		}
-		built = true
-		run = strings.ReplaceAll(run, "${VERSION}", "docker-check")
-		cmd := exec.Command("sh", "-c", run)
-		cmd.Dir = ctxDir
-		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=readonly")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build stage RUN %s: %v\n%s", run, err, out)
-		}
-	}
-	if !built {
-		t.Fatal("the build stage has no RUN make build")
-	}
-
-	bin := filepath.Join(ctxDir, "bin", "populator")
+	// The image's own platform first: its binary must run here. BuildKit sets
+	// TARGETOS and TARGETARCH from --platform; this is what it would pass for
+	// an image of this machine's architecture.
+	bin := runBuildStage(t, d, ctxDir, "linux", runtime.GOARCH)
 	ef, err := elf.Open(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ef.Close()
 	for _, p := range ef.Progs {
 		if p.Type == elf.PT_INTERP {
 			t.Error("bin/populator has an ELF interpreter: it is not static and cannot run on distroless/static")
 		}
 	}
+	ef.Close()
 	if out, err := exec.Command(bin, "version").Output(); err != nil || strings.TrimSpace(string(out)) != "populator docker-check" {
 		t.Errorf("bin/populator version = %q, %v; want the version stamped by the build", out, err)
 	}
+
+	// Then the other architecture of `docker buildx build --platform
+	// linux/amd64,linux/arm64`: the build stage runs on the build platform,
+	// so only TARGETOS/TARGETARCH reaching `go build` makes an arm64 image
+	// hold an arm64 binary (and the reverse).
+	other, wantMachine := "arm64", elf.EM_AARCH64
+	if runtime.GOARCH == "arm64" {
+		other, wantMachine = "amd64", elf.EM_X86_64
+	}
+	bin = runBuildStage(t, d, ctxDir, "linux", other)
+	ef, err = elf.Open(bin)
+	if err != nil {
+		t.Fatalf("TARGETARCH=%s: %v", other, err)
+	}
+	if ef.Machine != wantMachine {
+		t.Errorf("TARGETOS=linux TARGETARCH=%s built a %v binary, want %v: the build stage ignores the target platform", other, ef.Machine, wantMachine)
+	}
+	for _, p := range ef.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Errorf("the linux/%s binary has an ELF interpreter: it is not static", other)
+		}
+	}
+	ef.Close()
 
 	// The runtime stage: distroless static, a non-root user, exec-form
 	// entry point and health check (there is no shell to run a string).
@@ -189,6 +203,104 @@ func TestDockerfileBuildStage(t *testing.T) {
 	}
 	if !strings.Contains(rt, "\nUSER ") {
 		t.Error("runtime stage sets no USER")
+	}
+}
+
+// runBuildStage runs the build stage's `make build` RUN line in ctxDir as
+// BuildKit would for the target platform targetOS/targetArch, and returns
+// the path of the binary it made.
+func runBuildStage(t *testing.T, d dockerfile, ctxDir, targetOS, targetArch string) string {
+	t.Helper()
+	var built bool
+	for _, run := range d.buildRuns {
+		if !strings.Contains(run, "make build") {
+			continue // go mod download: the module cache stands in for it
+		}
+		built = true
+		run = strings.ReplaceAll(run, "${VERSION}", "docker-check")
+		cmd := exec.Command("sh", "-c", run)
+		cmd.Dir = ctxDir
+		// The ARGs reach RUN as environment variables, as in a Docker build.
+		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=readonly", "TARGETOS="+targetOS, "TARGETARCH="+targetArch)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build stage RUN %s (TARGETOS=%s TARGETARCH=%s): %v\n%s", run, targetOS, targetArch, err, out)
+		}
+	}
+	if !built {
+		t.Fatal("the build stage has no RUN make build")
+	}
+	return filepath.Join(ctxDir, "bin", "populator")
+}
+
+// pinnedImage is an image reference with a tag, for the reader and for
+// `docker buildx imagetools inspect`, and the sha256 digest that decides.
+var pinnedImage = regexp.MustCompile(`^[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9_][A-Za-z0-9_.-]*@sha256:[0-9a-f]{64}$`)
+
+// TestDockerfileMultiPlatform checks, without building, what `docker buildx
+// build --platform linux/amd64,linux/arm64` relies on: a build stage on the
+// build platform that cross-compiles for TARGETOS/TARGETARCH, a runtime stage
+// of the target platform, and base images pinned by digest.
+func TestDockerfileMultiPlatform(t *testing.T) {
+	d := parseDockerfile(t, filepath.Join("..", "..", "Dockerfile"))
+
+	for i, from := range d.froms {
+		var image string
+		var platform string
+		for _, f := range strings.Fields(from)[1:] {
+			if p, ok := strings.CutPrefix(f, "--platform="); ok {
+				platform = p
+				continue
+			}
+			image = f
+			break
+		}
+		if !pinnedImage.MatchString(image) {
+			t.Errorf("%s: the image is not pinned as name:tag@sha256:<64 hex digits>", from)
+		}
+		switch {
+		case i == 0 && platform != "$BUILDPLATFORM" && platform != "${BUILDPLATFORM}":
+			t.Errorf("%s: the build stage must run on the build platform (FROM --platform=$BUILDPLATFORM) and cross-compile; without it an arm64 image is built under emulation", from)
+		case i == len(d.froms)-1 && platform != "":
+			t.Errorf("%s: the runtime stage must be the target platform's image, not --platform=%s", from, platform)
+		}
+	}
+
+	for _, arg := range []string{"TARGETOS", "TARGETARCH"} {
+		def, ok := d.buildArgs[arg]
+		if !ok {
+			t.Errorf("the build stage does not declare ARG %s: BuildKit's value would not reach RUN", arg)
+		} else if def != "" {
+			t.Errorf("ARG %s=%s: a default would stand in for BuildKit's value under builders that do not set it, and build the wrong platform", arg, def)
+		}
+	}
+	var run string
+	for _, r := range d.buildRuns {
+		if strings.Contains(r, "make build") {
+			run = r
+		}
+	}
+	goos := regexp.MustCompile(`(^|\s)GOOS=(\$TARGETOS|\$\{TARGETOS\})\s`)
+	goarch := regexp.MustCompile(`(^|\s)GOARCH=(\$TARGETARCH|\$\{TARGETARCH\})\s`)
+	if !goos.MatchString(run) || !goarch.MatchString(run) {
+		t.Errorf("RUN %s: want GOOS=$TARGETOS GOARCH=$TARGETARCH passed to make build", run)
+	}
+}
+
+func TestPinnedImage(t *testing.T) {
+	digest := strings.Repeat("0123456789abcdef", 4)
+	for ref, want := range map[string]bool{
+		"golang:1.26-bookworm@sha256:" + digest:                      true,
+		"gcr.io/distroless/static-debian12:nonroot@sha256:" + digest: true,
+		"golang:1.26-bookworm":                                       false,
+		"golang@sha256:" + digest:                                    false, // no tag to update from
+		"golang:1.26-bookworm@sha256:" + digest[:63]:                 false,
+		"golang:1.26-bookworm@sha256:" + strings.ToUpper(digest):     false,
+		"golang:1.26-bookworm@sha512:" + digest + digest:             false,
+		"golang:1.26-bookworm@sha256:" + digest + " AS build":        false,
+	} {
+		if got := pinnedImage.MatchString(ref); got != want {
+			t.Errorf("pinnedImage(%q) = %v, want %v", ref, got, want)
+		}
 	}
 }
 
