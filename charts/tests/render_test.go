@@ -197,6 +197,7 @@ func TestDefaultEnv(t *testing.T) {
 		"POLL_INTERVAL":                  "10s",
 		"POLL_CONCURRENCY":               "64",
 		"FETCH_TIMEOUT":                  "30s",
+		"ID_LISTS_POLL_INTERVAL":         "60s",
 		"MAX_PAYLOAD_BYTES":              "268435456",
 		"MAX_CLOCK_SKEW":                 "1h",
 		"DELETE_ON_UNAUTHORIZED":         "false",

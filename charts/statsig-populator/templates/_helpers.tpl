@@ -132,6 +132,10 @@ STATSIG_SERVER_SDK_KEYS_FILE: {{ printf "%s/sdk-keys" (include "statsig-populato
 STATSIG_API_URL: {{ $v.statsig.apiUrl | quote }}
 STATSIG_DCS_VERSIONS: {{ join "," $v.statsig.dcsVersions | quote }}
 POLL_INTERVAL: {{ $v.statsig.pollInterval | quote }}
+{{- with toString $v.statsig.idLists }}
+STATSIG_ID_LISTS: {{ . | quote }}
+{{- end }}
+ID_LISTS_POLL_INTERVAL: {{ $v.statsig.idListsPollInterval | quote }}
 POLL_CONCURRENCY: {{ int64 $v.statsig.pollConcurrency | quote }}
 FETCH_TIMEOUT: {{ $v.statsig.fetchTimeout | quote }}
 {{- with $v.statsig.conditionalFetchTimeout }}
