@@ -8,7 +8,7 @@
 #   charts/test.sh -update   rewrite the golden files and the README values table, then review the diff
 #   charts/test.sh -run TestSchema -v   any other `go test` flags are passed through
 #
-# Needs Go (see charts/tests/go.mod); the first run downloads Helm's modules from the Go module
+# Needs Go (see charts/tests/go.mod) and redis-server on PATH (the dashboard test scrapes a real worker); the first run downloads Helm's modules from the Go module
 # proxy and compiles them (a minute or two), later runs take seconds.
 set -euo pipefail
 cd "$(dirname "$0")/tests"

@@ -152,6 +152,14 @@ func runWorker(ctx context.Context, stderr io.Writer) error {
 		}
 	}
 
+	w.metrics.RegisterReady(func() bool {
+		ok, _ := admin.Readiness(p.Statuses(), p.RedisOK(), p.Alive(), time.Now(), cfg.PollInterval)
+		if ok && ids != nil {
+			ok, _ = admin.IDListReadiness(ids.Statuses())
+		}
+		return ok
+	})
+
 	// The admin port first: a port already in use exits before this replica
 	// has taken the lease, so it never holds one it cannot serve.
 	if cfg.AdminAddr != "" {

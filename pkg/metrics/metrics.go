@@ -376,3 +376,19 @@ func (m *Metrics) RegisterIDListHealth(read func() IDListHealth) {
 	}
 	m.Registry.MustRegister(idListCollector{read: read})
 }
+
+// RegisterReady adds statsig_populator_ready: 1 while /readyz would answer
+// 200, computed by ready at every scrape, so that an alert sees what the
+// readiness probe sees.
+func (m *Metrics) RegisterReady(ready func() bool) {
+	if m == nil {
+		return
+	}
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "ready",
+		Help: "1 while this replica is ready (/readyz answers 200), else 0."}, func() float64 {
+		if ready() {
+			return 1
+		}
+		return 0
+	}))
+}
