@@ -17,13 +17,13 @@ import (
 // it announces (length, first byte and fileID only, in one pipeline), and
 // judges them as the SDKs read them: one row per key and schema. The error
 // is set only when Redis could not be read.
-func checkIDLists(ctx context.Context, w *writer.Writer, prefix string, sdkKeys []keys.SDKKey, schemas []keys.Schema) ([]checkRow, error) {
+func checkIDLists(ctx context.Context, w *writer.Writer, prefix string, format keys.Format, sdkKeys []keys.SDKKey, schemas []keys.Schema) ([]checkRow, error) {
 	var rows []checkRow
 	for _, k := range sdkKeys {
 		for _, s := range schemas {
-			r := checkRow{SDKKey: k.Redacted(), Version: "id_lists", Format: string(keys.SFP), Schema: string(s)}
+			r := checkRow{SDKKey: k.Redacted(), Version: "id_lists", Format: string(format), Schema: string(s)}
 			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			b, marker, err := w.ReadIDListManifest(rctx, keys.NewManifestTarget(prefix, k, s))
+			b, marker, err := w.ReadIDListManifest(rctx, keys.NewManifestTarget(prefix, k, s).InFormat(format))
 			cancel()
 			if err != nil {
 				if writer.IsUnreachable(err) || ctx.Err() != nil {
@@ -42,7 +42,7 @@ func checkIDLists(ctx context.Context, w *writer.Writer, prefix string, sdkKeys 
 			r.Present = true
 			var m map[string]idlists.Entry
 			if err := json.Unmarshal(b, &m); err != nil || m == nil {
-				r.Problem = "the manifest's config is not a JSON object"
+				r.Problem = "the manifest is not a JSON object"
 				rows = append(rows, r)
 				continue
 			}

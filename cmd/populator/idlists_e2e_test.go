@@ -96,3 +96,26 @@ func TestWorkerKeepsIDListsCurrent(t *testing.T) {
 		return v == "+ungWv48B\n+Ngi8oeRO\n-ungWv48B\n"
 	})
 }
+
+// With REDIS_FORMATS=string the manifest is a STRING beside its marker, and
+// once and check agree on it.
+func TestCheckIDListsStringFormat(t *testing.T) {
+	s := e2e.NewStack(t)
+	s.CDN.PutIDList(keyA, "list_1", "123", 0, []byte("+ungWv48B\n"))
+	base := s.BaseEnv("REDIS_FORMATS=string")
+	runOnceOK(t, base)
+	code, rows, all := checkJSON(t, base)
+	n := 0
+	for _, r := range rows {
+		if r.Version == "id_lists" && r.Format == "string" {
+			n++
+		}
+	}
+	if code != 0 || n != 4 {
+		t.Fatalf("exit %d, %d string-format ID-list rows, want 4\n%s", code, n, all)
+	}
+	mt := keys.NewManifestTarget("", keyA, keys.Hashed).InFormat(keys.String)
+	if v, _ := s.Redis.Client().Get(context.Background(), mt.Key).Result(); !strings.Contains(v, `"fileID":"123"`) {
+		t.Fatalf("string manifest holds %q", v)
+	}
+}

@@ -95,13 +95,18 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 		}
 		if cfg.IDLists {
 			for _, s := range cfg.Layout.Schemas {
-				mt := keys.NewManifestTarget(cfg.Layout.Prefix, k, s)
+				f := cfg.Layout.Formats[0] // sfp or string: config accepts ID lists with one of them alone
+				mt := keys.NewManifestTarget(cfg.Layout.Prefix, k, s).InFormat(f)
 				lt := keys.NewIDListTarget(cfg.Layout.Prefix, k, s, "<name>")
-				rows = append(rows,
-					keyRow{SDKKey: name, Version: "id_lists", Format: string(keys.SFP), Schema: string(s), Type: "HASH", Key: hide(mt.Key),
-						Fields: `config = {"<name>": {"name","size","url","creationTime","fileID"}, …} (size = bytes stored), lcut (change marker), encoding = plain_text`,
-						ReadBy: idListReaders(s, "manifest")},
-					keyRow{SDKKey: name, Version: "id_lists", Format: string(keys.SFP), Schema: string(s), Type: "STRING", Key: hide(lt.Key),
+				manifest := keyRow{SDKKey: name, Version: "id_lists", Format: string(f), Schema: string(s), Type: "HASH", Key: hide(mt.Key),
+					Fields: `config = {"<name>": {"name","size","url","creationTime","fileID"}, …} (size = bytes stored), lcut (change marker), encoding = plain_text`,
+					ReadBy: idListReaders(s, "manifest")}
+				if f == keys.String {
+					manifest.Type = "STRING"
+					manifest.Fields = `value = {"<name>": {"name","size","url","creationTime","fileID"}, …} (size = bytes stored); change marker in ` + hide(mt.MarkerKey)
+				}
+				rows = append(rows, manifest,
+					keyRow{SDKKey: name, Version: "id_lists", Format: string(f), Schema: string(s), Type: "STRING", Key: hide(lt.Key),
 						Fields: "the list file, \"+id\\n\"/\"-id\\n\" lines, append-only for one fileID; companions " + hide(lt.FileIDKey) + " (its fileID) and " + hide(lt.StagingKey) + " (a replacement being downloaded)",
 						ReadBy: idListReaders(s, "list")})
 			}
@@ -252,7 +257,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	if cfg.IDLists {
-		idRows, err := checkIDLists(ctx, w, cfg.Layout.Prefix, cfg.SDKKeys, cfg.Layout.Schemas)
+		idRows, err := checkIDLists(ctx, w, cfg.Layout.Prefix, cfg.Layout.Formats[0], cfg.SDKKeys, cfg.Layout.Schemas)
 		if err != nil {
 			fmt.Fprintf(stderr, "populator: Redis at %s cannot be read (ID lists): %s\n",
 				target, redactRedisSecrets(err.Error(), cfg.Redis.Password, cfg.Redis.SentinelPassword))

@@ -10,6 +10,7 @@ import (
 	"github.com/statsig-populator/statsig-populator/pkg/config"
 	"github.com/statsig-populator/statsig-populator/pkg/fetcher"
 	"github.com/statsig-populator/statsig-populator/pkg/idlists"
+	"github.com/statsig-populator/statsig-populator/pkg/keys"
 	"github.com/statsig-populator/statsig-populator/pkg/poller"
 )
 
@@ -63,6 +64,7 @@ func IDListOptions(cfg config.Config, gate poller.Gate) poller.IDListOptions {
 		Keys:                    cfg.SDKKeys,
 		Prefix:                  cfg.Layout.Prefix,
 		Schemas:                 cfg.Layout.Schemas,
+		Format:                  idListFormat(cfg),
 		Interval:                cfg.IDListsPollInterval,
 		Concurrency:             idListConcurrency(cfg),
 		DeleteOnUnauthorized:    cfg.DeleteOnUnauthorized,
@@ -91,4 +93,13 @@ func IDListTTL(cfg config.Config) time.Duration {
 		return 0
 	}
 	return max(cfg.KeyTTL, 3*cfg.IDListsPollInterval)
+}
+
+// idListFormat is the layout ID lists are written in: the one configured
+// (config accepts ID lists only with sfp or string alone).
+func idListFormat(cfg config.Config) keys.Format {
+	if len(cfg.Layout.Formats) == 1 {
+		return cfg.Layout.Formats[0]
+	}
+	return keys.SFP
 }

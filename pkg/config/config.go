@@ -39,7 +39,7 @@ type Env struct {
 	APIURL               string `envconfig:"STATSIG_API_URL" default:"https://api.statsigcdn.com" desc:"CDN base URL"`
 	DCSVersions          string `envconfig:"STATSIG_DCS_VERSIONS" default:"v1,v2" desc:"payload formats to fetch: v1 (legacy SDKs), v2 (server-core SDKs)"`
 	PollInterval         string `envconfig:"POLL_INTERVAL" default:"10s" desc:"how often each key is polled (±2% at random)"`
-	IDLists              string `envconfig:"STATSIG_ID_LISTS" desc:"keep each key's ID lists current in Redis for the SDKs that read them from their adapter (statsig-node 6, go-sdk, ruby-sdk): true or false. Default true when v1 is in STATSIG_DCS_VERSIONS and REDIS_FORMATS is sfp alone"`
+	IDLists              string `envconfig:"STATSIG_ID_LISTS" desc:"keep each key's ID lists current in Redis for the SDKs that read them from their adapter (statsig-node 6, go-sdk, ruby-sdk): true or false. Default true when v1 is in STATSIG_DCS_VERSIONS and REDIS_FORMATS is sfp or string alone"`
 	IDListsPollInterval  string `envconfig:"ID_LISTS_POLL_INTERVAL" default:"60s" desc:"how often each key's ID-list manifest is fetched (±2% at random); the SDKs' own default is 60s"`
 	PollConcurrency      string `envconfig:"POLL_CONCURRENCY" default:"64" desc:"max CDN requests in flight"`
 	FetchTimeout         string `envconfig:"FETCH_TIMEOUT" default:"30s" desc:"timeout of one whole CDN request"`
@@ -129,19 +129,20 @@ type Config struct {
 }
 
 // idLists decides STATSIG_ID_LISTS and ID_LISTS_POLL_INTERVAL. ID lists are
-// written in the sfp layout only: node-redis values are zlib'd whole (every
-// append would rewrite a list of megabytes) and the string layout has no
-// adapter that reads ID lists, so asking for them with either is a mistake
-// reported at start rather than a silent no-op.
+// written in the sfp or the string layout, when that is the only one:
+// node-redis values are zlib'd whole (every append would rewrite a list of
+// megabytes), and with two layouts configured the SDKs reading one of them
+// would not find ID lists; asking for ID lists then is a mistake reported at
+// start rather than a silent no-op.
 func (env Env) idLists(add func(string, string, ...any), versions []keys.Version, formats []keys.Format) (bool, time.Duration) {
 	interval := duration(add, "ID_LISTS_POLL_INTERVAL", env.IDListsPollInterval, 100*time.Millisecond, 24*time.Hour)
-	onlySFP := len(formats) == 1 && formats[0] == keys.SFP
+	usable := len(formats) == 1 && (formats[0] == keys.SFP || formats[0] == keys.String)
 	if strings.TrimSpace(env.IDLists) == "" {
-		return slices.Contains(versions, keys.V1) && onlySFP, interval
+		return slices.Contains(versions, keys.V1) && usable, interval
 	}
 	on := boolean(add, "STATSIG_ID_LISTS", env.IDLists)
-	if on && len(formats) > 0 && !onlySFP {
-		add("STATSIG_ID_LISTS", "ID lists are written in the sfp layout only (REDIS_FORMATS is %s): node-redis would rewrite a whole zlib'd list on every append, and no string-layout adapter reads ID lists; set REDIS_FORMATS=sfp or STATSIG_ID_LISTS=false",
+	if on && len(formats) > 0 && !usable {
+		add("STATSIG_ID_LISTS", "ID lists are written in the sfp or the string layout, alone (REDIS_FORMATS is %s): node-redis would rewrite a whole zlib'd list on every append; set REDIS_FORMATS to sfp or string, or STATSIG_ID_LISTS=false",
 			strings.Join(formatNames(formats), ","))
 	}
 	return on, interval

@@ -68,11 +68,25 @@ type IDListTarget struct {
 	StagingTokenKey string
 }
 
-// ManifestTarget is the ID-list manifest HASH of one SDK key under one
-// schema.
+// ManifestTarget is the ID-list manifest of one SDK key under one schema: a
+// HASH (format sfp: fields config, lcut, encoding) or a STRING holding the
+// manifest JSON (format string), whose change marker is then kept in
+// MarkerKey, in Key's cluster slot.
 type ManifestTarget struct {
-	Schema Schema
-	Key    string
+	Schema    Schema
+	Format    Format // SFP or String
+	Key       string
+	MarkerKey string // String format only
+}
+
+// InFormat is t in format f: the same key name, as a HASH (SFP) or as a
+// STRING with its marker companion (String).
+func (t ManifestTarget) InFormat(f Format) ManifestTarget {
+	t.Format, t.MarkerKey = f, ""
+	if f == String {
+		t.MarkerKey = SameSlotKey(t.Key, "|lcut")
+	}
+	return t
 }
 
 // NewIDListTarget names list name of k under schema s, with prefix in front.
@@ -88,10 +102,10 @@ func NewIDListTarget(prefix string, k SDKKey, s Schema, name string) IDListTarge
 	}
 }
 
-// NewManifestTarget names the manifest HASH of k under schema s, with prefix
-// in front.
+// NewManifestTarget names the manifest HASH (format sfp) of k under schema s,
+// with prefix in front; InFormat gives the string format's.
 func NewManifestTarget(prefix string, k SDKKey, s Schema) ManifestTarget {
-	return ManifestTarget{Schema: s, Key: IDListsManifestKey(prefix, s.ID(k))}
+	return ManifestTarget{Schema: s, Format: SFP, Key: IDListsManifestKey(prefix, s.ID(k))}
 }
 
 // IDListTargets is list name of k under each schema, in that order.

@@ -47,8 +47,12 @@ func TestIDListKeysGolden(t *testing.T) {
 		if got := IDListsManifestKey(c.prefix, c.schema.ID(k)); got != c.manifest {
 			t.Errorf("IDListsManifestKey(%q, %s) = %q, want %q", c.prefix, c.schema, got, c.manifest)
 		}
-		if got := NewManifestTarget(c.prefix, k, c.schema); got != (ManifestTarget{Schema: c.schema, Key: c.manifest}) {
+		if got := NewManifestTarget(c.prefix, k, c.schema); got != (ManifestTarget{Schema: c.schema, Format: SFP, Key: c.manifest}) {
 			t.Errorf("NewManifestTarget(%q, %s) = %+v", c.prefix, c.schema, got)
+		}
+		st := NewManifestTarget(c.prefix, k, c.schema).InFormat(String)
+		if st.Format != String || st.Key != c.manifest || st.MarkerKey != SameSlotKey(c.manifest, "|lcut") || Slot(st.MarkerKey) != Slot(st.Key) {
+			t.Errorf("InFormat(String) of %q, %s = %+v", c.prefix, c.schema, st)
 		}
 		got := NewIDListTarget(c.prefix, k, c.schema, "list_1")
 		want := IDListTarget{Schema: c.schema, Name: "list_1", Key: c.list, FileIDKey: c.fileID, StagingKey: c.staging, StagingTokenKey: c.stageToken}

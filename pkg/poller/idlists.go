@@ -62,9 +62,11 @@ type IDListStore interface {
 // IDListOptions configure an IDLists syncer.
 type IDListOptions struct {
 	Keys []keys.SDKKey
-	// Prefix and Schemas name the keys written (format sfp).
+	// Prefix, Schemas and Format name the keys written; Format is keys.SFP
+	// (the default: the manifest is a HASH) or keys.String (a STRING).
 	Prefix   string
 	Schemas  []keys.Schema
+	Format   keys.Format
 	Interval time.Duration
 	// Concurrency caps the keys synced at once; default 4.
 	Concurrency             int
@@ -176,6 +178,9 @@ func NewIDLists(opt IDListOptions, src IDListSource, store IDListStore, log zero
 	}
 	if opt.Gate == nil {
 		opt.Gate = alwaysLeading{}
+	}
+	if opt.Format == "" {
+		opt.Format = keys.SFP
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
@@ -428,7 +433,7 @@ const FollowerRecheck = time.Second
 // it is ready and its status says whether readers find ID lists.
 func (s *IDLists) follow(ctx context.Context, j *idJob) {
 	outcome := "follower"
-	for _, mt := range keys.ManifestTargets(s.opt.Prefix, j.key, s.opt.Schemas) {
+	for _, mt := range s.manifests(j.key) {
 		rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
 		b, _, err := s.store.ReadIDListManifest(rctx, mt)
 		cancel()
@@ -478,7 +483,7 @@ func (s *IDLists) sync(ctx context.Context, j *idJob) syncResult {
 	}
 	now := s.opt.Now()
 
-	mts := keys.ManifestTargets(s.opt.Prefix, j.key, s.opt.Schemas)
+	mts := s.manifests(j.key)
 	before := make([]map[string]idlists.Entry, len(mts))
 	beforeJSON := make([][]byte, len(mts))
 	markers := make([]int64, len(mts))
@@ -859,9 +864,18 @@ func (s *IDLists) othersRefused(j *idJob) bool {
 	return true
 }
 
+// manifests names k's manifest per schema, in the configured format.
+func (s *IDLists) manifests(k keys.SDKKey) []keys.ManifestTarget {
+	out := keys.ManifestTargets(s.opt.Prefix, k, s.opt.Schemas)
+	for i := range out {
+		out[i] = out[i].InFormat(s.opt.Format)
+	}
+	return out
+}
+
 // deleteAll removes k's ID-list manifests first, then every list they name.
 func (s *IDLists) deleteAll(ctx context.Context, k keys.SDKKey) error {
-	for _, mt := range keys.ManifestTargets(s.opt.Prefix, k, s.opt.Schemas) {
+	for _, mt := range s.manifests(k) {
 		rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
 		b, _, err := s.store.ReadIDListManifest(rctx, mt)
 		cancel()

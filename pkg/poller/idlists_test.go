@@ -123,7 +123,7 @@ func (h *idHarness) held() ([]map[string]idlists.Entry, []map[string]string) {
 	ctx := context.Background()
 	var mans []map[string]idlists.Entry
 	var lists []map[string]string
-	for _, mt := range keys.ManifestTargets("", idKey, h.s.opt.Schemas) {
+	for _, mt := range h.s.manifests(idKey) {
 		b, _, err := h.store.ReadIDListManifest(ctx, mt)
 		if err != nil {
 			h.t.Fatal(err)
@@ -298,5 +298,42 @@ func TestIDListsTTL(t *testing.T) {
 		if d, _ := h.redis.Client().PTTL(ctx, k).Result(); d <= 0 {
 			t.Errorf("%s has no TTL after a sync", k)
 		}
+	}
+}
+
+// The string format: the manifest is a STRING of JSON with its marker in a
+// companion in the same slot; lists are the same STRINGs as with sfp.
+func TestIDListsStringFormat(t *testing.T) {
+	h := newIDHarness(t, IDListOptions{Format: keys.String})
+	ctx := context.Background()
+	h.cdn.PutIDList(idKey, "list_1", "123", 0, []byte("+ungWv48B\n"))
+	if st := h.sync(); st.LastOutcome != "updated" || !st.Current {
+		t.Fatalf("first sync: %+v", st)
+	}
+	h.wantList("list_1", "123", "+ungWv48B\n")
+	mt := keys.NewManifestTarget("", idKey, keys.Hashed).InFormat(keys.String)
+	if typ, _ := h.redis.Client().Type(ctx, mt.Key).Result(); typ != "string" {
+		t.Fatalf("string-format manifest is a %s", typ)
+	}
+	marker, _ := h.redis.Client().Get(ctx, mt.MarkerKey).Int64()
+	if marker <= 0 {
+		t.Fatalf("no marker beside the manifest")
+	}
+	h.cdn.AppendIDList(idKey, "list_1", []byte("-ungWv48B\n"))
+	h.sync()
+	h.wantList("list_1", "123", "+ungWv48B\n-ungWv48B\n")
+	if m2, _ := h.redis.Client().Get(ctx, mt.MarkerKey).Int64(); m2 <= marker {
+		t.Fatalf("marker %d → %d after a change", marker, m2)
+	}
+	// A HASH where the STRING belongs (an sfp writer of the same names) is
+	// never overwritten.
+	h.redis.Client().Del(ctx, mt.Key)
+	h.redis.Client().HSet(ctx, mt.Key, "config", "{}")
+	h.cdn.AppendIDList(idKey, "list_1", []byte("+AAAAAAAA\n"))
+	if st := h.sync(); st.LastOutcome != "redis_error" || !strings.Contains(st.LastError, "another type") {
+		t.Fatalf("manifest of another type: %+v", st)
+	}
+	if typ, _ := h.redis.Client().Type(ctx, mt.Key).Result(); typ != "hash" {
+		t.Fatalf("the HASH was replaced by a %s", typ)
 	}
 }

@@ -42,6 +42,26 @@ var ErrBadOffset = errors.New("negative id list offset or length")
 // another type with "WRONGTYPE <what> holds a <type>", what being list,
 // fileid, staging, token or manifest: never a key name.
 var (
+	// KEYS[1] the manifest STRING, KEYS[2] its marker STRING (same slot).
+	// ARGV as writeIDListManifest's. The string format's manifest.
+	writeIDListManifestString = redis.NewScript(`
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t ~= 'none' and t ~= 'string' then return redis.error_reply('WRONGTYPE manifest holds a ' .. t) end
+local mt = redis.call('TYPE', KEYS[2])['ok']
+if mt ~= 'none' and mt ~= 'string' then return redis.error_reply('WRONGTYPE marker holds a ' .. mt) end
+local stored = redis.call('GET', KEYS[2])
+if stored and t == 'string' then
+  local s = tonumber(stored)
+  if s and s >= tonumber(ARGV[2]) then return {0, stored} end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+if tonumber(ARGV[3]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
+return {1, ARGV[2]}
+`)
 	// KEYS[1] the list, KEYS[2] its fileID. ARGV[1] fileID, ARGV[2] offset,
 	// ARGV[3] chunk, ARGV[4] TTL ms (0: none). Appends only if the list
 	// holds exactly offset bytes of fileID; offset 0 over no list creates
@@ -263,33 +283,56 @@ type ManifestWrite struct {
 // same or a newer marker: several writers and retries never move it back.
 // Write the lists a manifest names before the manifest.
 func (w *Writer) WriteIDListManifest(ctx context.Context, t keys.ManifestTarget, manifestJSON []byte, marker int64) (ManifestWrite, error) {
-	cmd := writeIDListManifest.Run(ctx, w.rdb, []string{t.Key}, manifestJSON, marker, w.ttl.Milliseconds())
+	script, names := writeIDListManifest, []string{t.Key}
+	if t.Format == keys.String {
+		script, names = writeIDListManifestString, []string{t.Key, t.MarkerKey}
+	}
+	cmd := script.Run(ctx, w.rdb, names, manifestJSON, marker, w.ttl.Milliseconds())
 	res, err := scriptResult(cmd)
 	if err != nil {
 		if IsUnreachable(err) {
 			w.noteUnreachable()
 		}
-		return ManifestWrite{}, idListErr(t.Schema, "", scrubNames(err, t.Key))
+		return ManifestWrite{}, idListErr(t.Schema, "", scrubNames(err, names...))
 	}
 	return ManifestWrite{Written: res.Written, Stored: res.Stored}, nil
 }
 
-// ReadIDListManifest reads t's HASH back: the manifest JSON (nil when absent)
-// and its marker.
+// ReadIDListManifest reads t back: the manifest JSON (nil when absent) and
+// its marker.
 func (w *Writer) ReadIDListManifest(ctx context.Context, t keys.ManifestTarget) ([]byte, int64, error) {
-	vals, err := w.rdb.HMGet(ctx, t.Key, "config", "lcut").Result()
-	if err != nil {
-		return nil, 0, idListErr(t.Schema, "", scrubNames(err, t.Key))
+	var config, markerText any
+	if t.Format == keys.String {
+		var c, m *redis.StringCmd
+		_, err := w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			c, m = p.Get(ctx, t.Key), p.Get(ctx, t.MarkerKey)
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, 0, idListErr(t.Schema, "", scrubNames(err, t.Key, t.MarkerKey))
+		}
+		if v, err := c.Result(); err == nil {
+			config = v
+		}
+		if v, err := m.Result(); err == nil {
+			markerText = v
+		}
+	} else {
+		vals, err := w.rdb.HMGet(ctx, t.Key, "config", "lcut").Result()
+		if err != nil {
+			return nil, 0, idListErr(t.Schema, "", scrubNames(err, t.Key))
+		}
+		config, markerText = vals[0], vals[1]
 	}
-	var config []byte
+	var out []byte
 	var marker int64
-	if s, ok := vals[0].(string); ok {
-		config = []byte(s)
+	if s, ok := config.(string); ok {
+		out = []byte(s)
 	}
-	if s, ok := vals[1].(string); ok {
+	if s, ok := markerText.(string); ok {
 		marker, _ = strconv.ParseInt(s, 10, 64)
 	}
-	return config, marker, nil
+	return out, marker, nil
 }
 
 // DeleteIDList removes t's list, its fileID, and any stage (one DEL: the keys
@@ -300,10 +343,14 @@ func (w *Writer) DeleteIDList(ctx context.Context, t keys.IDListTarget) error {
 	return w.seen(idListErrOrNil(t.Schema, t.Name, scrubNames(err, names...)))
 }
 
-// DeleteIDListManifest removes t's manifest HASH.
+// DeleteIDListManifest removes t's manifest (and its marker).
 func (w *Writer) DeleteIDListManifest(ctx context.Context, t keys.ManifestTarget) error {
-	err := w.rdb.Del(ctx, t.Key).Err()
-	return w.seen(idListErrOrNil(t.Schema, "", scrubNames(err, t.Key)))
+	names := []string{t.Key}
+	if t.MarkerKey != "" {
+		names = append(names, t.MarkerKey) // same slot: one DEL
+	}
+	err := w.rdb.Del(ctx, names...).Err()
+	return w.seen(idListErrOrNil(t.Schema, "", scrubNames(err, names...)))
 }
 
 // TouchIDLists renews the TTL (REDIS_KEY_TTL) of manifests and of lists with
@@ -312,6 +359,9 @@ func (w *Writer) TouchIDLists(ctx context.Context, manifests []keys.ManifestTarg
 	var names []string
 	for _, t := range manifests {
 		names = append(names, t.Key)
+		if t.MarkerKey != "" {
+			names = append(names, t.MarkerKey)
+		}
 	}
 	for _, t := range lists {
 		names = append(names, t.Key, t.FileIDKey)
