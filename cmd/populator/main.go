@@ -7,6 +7,8 @@
 //	populator check   what Redis holds, read as the SDKs read it; exit 0 when valid,
 //	                  1 when not, 3 when Redis cannot be read
 //	populator healthcheck [--ready]  probe the local admin port (exit 0/1)
+//	populator demo    the worker against an embedded, in-memory Redis and sample
+//	                  projects (or your keys): try it with nothing but Go
 //	populator version print the version
 //	populator help    list subcommands and environment variables
 //
@@ -84,6 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCheck(ctx, args, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, args, stdout, stderr)
+	case "demo":
+		return runDemo(ctx, args, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "populator", buildVersion())
 		return nil
@@ -119,6 +123,8 @@ Commands:
             unreachable, credentials refused); never writes (--json for JSON lines)
   healthcheck [--ready]
             ask the local admin port for /healthz (or /readyz); exit 0 on 200, 1 otherwise
+  demo      run the worker against a Redis embedded in memory (for trying things only)
+            and sample projects, or STATSIG_SERVER_SDK_KEYS; needs nothing but Go (--help)
   version   print the version
   help      this text
 
