@@ -434,7 +434,8 @@ func TestRedisTLS(t *testing.T) {
 
 // aclRules is the least-privilege ACL documented in the README.
 const aclRules = "on >populator-pw resetkeys ~statsig* resetchannels -@all +ping +hello +client|setname " +
-	"+hget +hset +hexists +hstrlen +hdel +get +set +strlen +del +exists +pexpire +persist +pttl +type +evalsha +eval"
+	"+hget +hset +hexists +hstrlen +hdel +get +set +strlen +del +exists +pexpire +persist +pttl +type +evalsha +eval " +
+	"+hmget +append +getrange +rename"
 
 func TestRedisACLUser(t *testing.T) {
 	s := newStack(t)
@@ -445,12 +446,23 @@ func TestRedisACLUser(t *testing.T) {
 	pwFile := filepath.Join(t.TempDir(), "redis-password")
 	os.WriteFile(pwFile, []byte("populator-pw\n"), 0o600)
 	environ := s.BaseEnv("REDIS_USERNAME=populator", "REDIS_PASSWORD_FILE="+pwFile, "REDIS_FORMATS=sfp,node-redis", "ADMIN_ADDR="+freeAddr(t))
-	for _, args := range [][]string{{"once"}, {"check"}} {
-		cmd := exec.Command(e2e.Binary, args...)
-		cmd.Env = environ
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%v as the ACL user: %v\n%s", args, err, out)
+	// ID lists (sfp alone), a new list and then an append, as that user.
+	s.CDN.PutIDList(keyA, "list_1", "123", 0, []byte("+ungWv48B\n"))
+	withIDLists := s.BaseEnv("REDIS_USERNAME=populator", "REDIS_PASSWORD_FILE="+pwFile, "STATSIG_ID_LISTS=true")
+	for i, env := range [][]string{environ, withIDLists, withIDLists} {
+		if i == 2 {
+			s.CDN.AppendIDList(keyA, "list_1", []byte("-ungWv48B\n"))
 		}
+		for _, args := range [][]string{{"once"}, {"check"}} {
+			cmd := exec.Command(e2e.Binary, args...)
+			cmd.Env = env
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%v as the ACL user: %v\n%s", args, err, out)
+			}
+		}
+	}
+	if v, _ := s.Redis.Client().Get(ctx, keys.NewIDListTarget("", keyA, keys.Hashed, "list_1").Key).Result(); v != "+ungWv48B\n-ungWv48B\n" {
+		t.Fatalf("ID list written by the ACL user: %q", v)
 	}
 	// The running worker, with its leader lease, works as that user too.
 	p := start(t, environ)
