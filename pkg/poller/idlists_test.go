@@ -337,3 +337,49 @@ func TestIDListsStringFormat(t *testing.T) {
 		t.Fatalf("the HASH was replaced by a %s", typ)
 	}
 }
+
+// DELETE_ON_UNAUTHORIZED covers ID lists as it covers config specs: only
+// after UnauthorizedDeleteAfter and more than MinUnauthorizedRechecks
+// refusals, and only while another key is accepted; DELETE_REMOVED_KEYS
+// deletes the ID lists of a key that left the configuration.
+func TestIDListsDeleteOnUnauthorizedAndRemoved(t *testing.T) {
+	other := keys.MustParse("secret-idListsPollerOtherKey000000000")
+	h := newIDHarness(t, IDListOptions{DeleteOnUnauthorized: true, UnauthorizedDeleteAfter: time.Millisecond, DeleteRemovedKeys: true})
+	h.cdn.SetProject(other, fakecdn.Project{Lcut: 1000})
+	h.s.SetKeys([]keys.SDKKey{idKey, other})
+	h.cdn.PutIDList(idKey, "list_1", "123", 0, []byte("+ungWv48B\n"))
+	h.cdn.PutIDList(other, "list_2", "456", 0, []byte("+Ngi8oeRO\n"))
+	ctx := context.Background()
+	h.s.Once(ctx)
+	exists := func(k keys.SDKKey, name string) bool {
+		n, _ := h.redis.Client().Exists(ctx, keys.NewIDListTarget("", k, keys.Hashed, name).Key,
+			keys.NewManifestTarget("", k, keys.Hashed).Key).Result()
+		return n == 2
+	}
+	if !exists(idKey, "list_1") || !exists(other, "list_2") {
+		t.Fatal("initial sync did not store both keys' lists")
+	}
+	h.cdn.Revoke(idKey, 403)
+	for i := 0; i <= MinUnauthorizedRechecks; i++ {
+		if !exists(idKey, "list_1") {
+			t.Fatalf("deleted after %d refusals", i)
+		}
+		st := h.s.Once(ctx)[0]
+		if i < MinUnauthorizedRechecks && st.LastOutcome != "unauthorized" {
+			t.Fatalf("refusal %d: %+v", i, st)
+		}
+	}
+	if st := h.s.Statuses()[0]; st.LastOutcome != "deleted" || exists(idKey, "list_1") {
+		t.Fatalf("after %d refusals: %+v, still stored %v", MinUnauthorizedRechecks+1, st, exists(idKey, "list_1"))
+	}
+	if !exists(other, "list_2") {
+		t.Fatal("the accepted key's lists were deleted")
+	}
+
+	// The other key leaves the configuration: its ID lists go.
+	h.s.SetKeys([]keys.SDKKey{idKey})
+	h.s.wg.Wait()
+	if exists(other, "list_2") {
+		t.Fatal("a removed key's ID lists stayed with DeleteRemovedKeys")
+	}
+}
