@@ -56,7 +56,7 @@ func tenths(times []time.Time, origin time.Time, interval time.Duration) [10]int
 // requestTimes is when the fake CDN received each request in [from, to).
 func requestTimes(s *e2e.Stack, from, to time.Time) []time.Time {
 	var out []time.Time
-	for _, r := range s.CDN.Requests() {
+	for _, r := range s.CDN.DCSRequests() {
 		if !r.At.Before(from) && r.At.Before(to) {
 			out = append(out, r.At)
 		}
@@ -70,7 +70,7 @@ func pairName(k keys.SDKKey, v keys.Version) string { return k.Redacted() + " " 
 // requestsByPair groups the fake CDN's log by key and version.
 func requestsByPair(s *e2e.Stack) map[string][]fakecdn.Request {
 	out := map[string][]fakecdn.Request{}
-	for _, r := range s.CDN.Requests() {
+	for _, r := range s.CDN.DCSRequests() {
 		k, err := keys.Parse(r.Key)
 		if err != nil {
 			continue
@@ -83,7 +83,7 @@ func requestsByPair(s *e2e.Stack) map[string][]fakecdn.Request {
 // unasked counts the pairs of ks (both versions) without a request after t0.
 func unasked(s *e2e.Stack, ks keyList, t0 time.Time) int {
 	seen := map[string]bool{}
-	for _, r := range s.CDN.Requests() {
+	for _, r := range s.CDN.DCSRequests() {
 		if r.At.After(t0) {
 			seen[r.Key+" "+string(r.Version)] = true
 		}
@@ -335,7 +335,7 @@ func TestRolloutLeaderKill(t *testing.T) {
 	// by its last first poll.
 	var takeover, allAsked time.Time
 	firstPoll := map[string]bool{}
-	for _, r := range s.CDN.Requests() {
+	for _, r := range s.CDN.DCSRequests() {
 		if !r.At.After(killed) {
 			continue
 		}
@@ -353,7 +353,7 @@ func TestRolloutLeaderKill(t *testing.T) {
 	time.Sleep(time.Until(to))
 
 	var noSince int
-	for _, r := range s.CDN.Requests() {
+	for _, r := range s.CDN.DCSRequests() {
 		if r.At.After(killed) && r.SinceTime <= 0 {
 			noSince++
 		}
@@ -399,7 +399,7 @@ func TestRolloutSpreadStartAndFlush(t *testing.T) {
 	begin := time.Now()
 	p := e2e.Start(t, s.BaseEnv("POLL_INTERVAL="+every.String(), "LEADER_ELECTION=false", "STATSIG_SERVER_SDK_KEYS="+ks.list()))
 	synced := e2e.WaitFor(t, "initial sync", 60*time.Second, pipelinedCurrent(s, ks))
-	first := s.CDN.Requests()[0].At
+	first := s.CDN.DCSRequests()[0].At
 	// From the worker's second interval (its first poll of every key is the
 	// start-up sync, all at once), or from the end of the sync if that took
 	// longer, three intervals.
@@ -648,7 +648,7 @@ func TestRolloutRemovalDuringSlowPoll(t *testing.T) {
 	changed := time.Now()
 	var slow fakecdn.Request
 	waitDetail(t, "a poll of A in flight", 3*every+2*time.Second, func() (bool, string) {
-		for _, r := range s.CDN.Requests() {
+		for _, r := range s.CDN.DCSRequests() {
 			if r.Key == a.Reveal() && r.At.After(changed) {
 				slow = r
 				return true, ""
@@ -691,7 +691,7 @@ func TestRolloutRemovalDuringSlowPoll(t *testing.T) {
 	var aRequests []fakecdn.Request
 	waitDetail(t, "every slow request of A answered", delay+5*time.Second, func() (bool, string) {
 		aRequests = aRequests[:0]
-		for _, r := range s.CDN.Requests() {
+		for _, r := range s.CDN.DCSRequests() {
 			if r.Key == a.Reveal() {
 				aRequests = append(aRequests, r)
 			}
@@ -754,7 +754,7 @@ func TestRolloutRemovalDuringSlowPoll(t *testing.T) {
 			t.Errorf("B %s asked only %d times while A was watched", v, n)
 		}
 	}
-	for _, r := range s.CDN.Requests() {
+	for _, r := range s.CDN.DCSRequests() {
 		if r.Key == a.Reveal() && r.At.After(deletedAt) {
 			t.Errorf("A (%s) asked again at %v, after its entries were deleted", r.Version, r.At.Format(time.StampMilli))
 		}

@@ -233,7 +233,9 @@ func TestKeysCommand(t *testing.T) {
 		}
 		rows = append(rows, r)
 	}
-	if len(rows) != 4 || rows[1]["key"] != "statsig|/v1/download_config_specs|plain_text|secret-harness-00001" ||
+	// Four config-spec rows, then (ID lists being on by default) a manifest
+	// and a list row per schema.
+	if len(rows) != 8 || rows[4]["key"] != "statsig|/v1/get_id_lists|plain_text|hLd8vCNmvjY0Hr+m4t8uZOMjbosunXfSY0Y41rKLnb0=" || rows[1]["key"] != "statsig|/v1/download_config_specs|plain_text|secret-harness-00001" ||
 		rows[0]["key"] != "statsig|/v1/download_config_specs|plain_text|hLd8vCNmvjY0Hr+m4t8uZOMjbosunXfSY0Y41rKLnb0=" {
 		t.Errorf("explicit key rows: %v", rows)
 	}

@@ -192,6 +192,18 @@ func (s *Server) Requests() []Request {
 	return append([]Request(nil), s.log...)
 }
 
+// DCSRequests returns the logged download_config_specs requests only (no
+// ID-list manifest or file requests).
+func (s *Server) DCSRequests() []Request {
+	var out []Request
+	for _, r := range s.Requests() {
+		if r.Version != "" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // RequestsFor returns the logged DCS requests for k and v.
 func (s *Server) RequestsFor(k keys.SDKKey, v keys.Version) []Request {
 	var out []Request
