@@ -6,6 +6,12 @@
 //	populator keys    the Redis keys written for each SDK key, and their readers
 //	populator check   what Redis holds, read as the SDKs read it; exit 0 when valid,
 //	                  1 when not, 3 when Redis cannot be read
+//	populator export --out FILE [--from-cdn]
+//	                  the configured keys' payloads and ID lists, from Redis (or the
+//	                  CDN), into a verified snapshot archive (docs/snapshots.md)
+//	populator import [--verify-only] FILE
+//	                  verify a snapshot archive whole, then write it into Redis with
+//	                  the worker's monotonic scripts; exit 0 when every key is current
 //	populator healthcheck [--ready]  probe the local admin port (exit 0/1)
 //	populator demo    the worker against an embedded, in-memory Redis and sample
 //	                  projects (or your keys): try it with nothing but Go
@@ -84,6 +90,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runKeys(args, stdout, stderr)
 	case "check":
 		return runCheck(ctx, args, stdout, stderr)
+	case "export":
+		return runExport(ctx, args, stdout, stderr)
+	case "import":
+		return runImport(ctx, args, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, args, stdout, stderr)
 	case "demo":
@@ -121,6 +131,15 @@ Commands:
   check     read Redis the way the SDKs do and report each entry; exit 0 when all are
             present and valid, 1 otherwise, 3 when Redis cannot be read (down,
             unreachable, credentials refused); never writes (--json for JSON lines)
+  export --out FILE [--from-cdn]
+            write the configured keys' payloads (and ID lists) from Redis, or straight
+            from the CDN, into a snapshot archive (.tar.gz, replaced atomically); keys
+            are named in it only by their SHA-256 (docs/snapshots.md)
+  import [--verify-only] FILE
+            verify a snapshot archive whole (digests, payload rules), then write the
+            configured keys from it with the worker's scripts (never older over newer);
+            exit 0 when every key and version is current, 1 otherwise, 3 when Redis
+            cannot be reached; a damaged archive writes nothing
   healthcheck [--ready]
             ask the local admin port for /healthz (or /readyz); exit 0 on 200, 1 otherwise
   demo      run the worker against a Redis embedded in memory (for trying things only)
