@@ -283,30 +283,46 @@ func (s *IDLists) Statuses() []IDListStatus {
 
 // Run syncs until ctx ends, then waits for the syncs in flight.
 func (s *IDLists) Run(ctx context.Context) error {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	for {
 		s.heartbeat.Store(time.Now().UnixNano())
-		s.startDue(ctx)
+		wait := s.startDue(ctx)
+		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			s.wg.Wait()
 			return nil
-		case <-tick.C:
+		case <-timer.C:
 		case <-s.wake:
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
 		}
 	}
 }
 
-// startDue starts a sync of every due key, as concurrency allows; the rest
-// wait for the next round.
-func (s *IDLists) startDue(ctx context.Context) {
+// MaxIDListSleep is the longest the ID-list loop sleeps: its heartbeat.
+const MaxIDListSleep = time.Second
+
+// startDue starts a sync of every due key, as concurrency allows (the rest
+// wait for a slot), and returns how long the loop may sleep: until the
+// earliest key not yet due is, at most MaxIDListSleep.
+func (s *IDLists) startDue(ctx context.Context) time.Duration {
 	now := s.opt.Now()
+	wait := MaxIDListSleep
 	s.mu.Lock()
 	var due []*idJob
 	for _, j := range s.jobs {
-		if !j.out && !j.next.After(now) {
+		switch {
+		case j.out:
+		case !j.next.After(now):
 			due = append(due, j)
+		default:
+			wait = min(wait, j.next.Sub(now))
 		}
 	}
 	s.mu.Unlock()
@@ -314,7 +330,7 @@ func (s *IDLists) startDue(ctx context.Context) {
 		select {
 		case s.sem <- struct{}{}:
 		default:
-			return
+			return wait // a finished sync wakes the loop
 		}
 		s.mu.Lock()
 		j.out = true
@@ -326,6 +342,7 @@ func (s *IDLists) startDue(ctx context.Context) {
 			s.syncJob(ctx, j)
 		}()
 	}
+	return wait
 }
 
 // Once syncs every key once (what `populator once` runs) and returns the
@@ -744,7 +761,8 @@ func (s *IDLists) download(ctx context.Context, j *idJob, entry idlists.Entry, d
 	defer ch.Close()
 	if d.Action == idlists.Append {
 		buf, err := io.ReadAll(ch)
-		s.m.IDListDownload(idlists.ChunkLabel(err), int64(len(buf)))
+		// Skipped: the bytes a CDN that ignored Range sent before the offset.
+		s.m.IDListDownload(idlists.ChunkLabel(err), int64(len(buf))+ch.Skipped)
 		if err != nil {
 			return results, err
 		}
@@ -776,7 +794,7 @@ func (s *IDLists) download(ctx context.Context, j *idJob, entry idlists.Entry, d
 	for {
 		n, rerr := io.ReadFull(ch, buf)
 		if rerr != nil && rerr != io.EOF && rerr != io.ErrUnexpectedEOF {
-			s.m.IDListDownload(idlists.ChunkLabel(rerr), off+int64(n))
+			s.m.IDListDownload(idlists.ChunkLabel(rerr), off+int64(n)+ch.Skipped)
 			abort()
 			return results, rerr
 		}
@@ -789,7 +807,7 @@ func (s *IDLists) download(ctx context.Context, j *idJob, entry idlists.Entry, d
 					err = errors.New("the ID-list stage was taken over by another writer")
 				}
 				if err != nil {
-					s.m.IDListDownload("ok", off+int64(n))
+					s.m.IDListDownload("ok", off+int64(n)+ch.Skipped)
 					abort()
 					return results, err
 				}
@@ -800,7 +818,7 @@ func (s *IDLists) download(ctx context.Context, j *idJob, entry idlists.Entry, d
 			break
 		}
 	}
-	s.m.IDListDownload("ok", off)
+	s.m.IDListDownload("ok", off+ch.Skipped)
 	for i, t := range targets {
 		rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
 		w, err := s.store.CommitIDList(rctx, t, token, entry.FileID, off)

@@ -383,3 +383,25 @@ func TestIDListsDeleteOnUnauthorizedAndRemoved(t *testing.T) {
 		t.Fatal("a removed key's ID lists stayed with DeleteRemovedKeys")
 	}
 }
+
+// The loop honours an interval shorter than its one-second heartbeat: it
+// sleeps until the earliest key is due.
+func TestIDListsShortInterval(t *testing.T) {
+	h := newIDHarness(t, IDListOptions{Interval: 200 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = h.s.Run(ctx) }()
+	time.Sleep(2100 * time.Millisecond)
+	cancel()
+	<-done
+	n := 0
+	for _, r := range h.cdn.Requests() {
+		if strings.HasPrefix(r.Path, fakecdn.IDListManifestPath) {
+			n++
+		}
+	}
+	// About 10 in 2.1 s at 200 ms; a one-second tick would give 3.
+	if n < 7 {
+		t.Fatalf("%d manifest fetches in 2.1 s at a 200 ms interval", n)
+	}
+}
