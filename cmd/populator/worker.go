@@ -24,6 +24,7 @@ import (
 	"github.com/statsig-populator/statsig-populator/pkg/metrics"
 	"github.com/statsig-populator/statsig-populator/pkg/poller"
 	"github.com/statsig-populator/statsig-populator/pkg/redisconn"
+	"github.com/statsig-populator/statsig-populator/pkg/snapshot"
 	"github.com/statsig-populator/statsig-populator/pkg/writer"
 )
 
@@ -38,6 +39,9 @@ type worker struct {
 	fetcher *fetcher.Client
 	store   *writer.Writer
 	idLists *idlists.Client // nil when ID lists are off
+	// offline is the snapshot archive served in place of the CDN
+	// (STATSIG_API_URL=file:///…); nil when the CDN is used.
+	offline *snapshot.Source
 }
 
 // setup loads the configuration and wires the parts. A configuration error
@@ -67,21 +71,53 @@ func setup(stderr io.Writer) (*worker, error) {
 		rdb:     rdb,
 		metrics: metrics.New(cfg.MetricsPerKey),
 		store:   writer.New(rdb, cfg.KeyTTL),
-		fetcher: fetcher.New(wiring.FetcherOptions(cfg, "statsig-populator/"+buildVersion())),
 	}
+	fo := wiring.FetcherOptions(cfg, "statsig-populator/"+buildVersion())
+	ilo := wiring.IDListClientOptions(cfg, "statsig-populator/"+buildVersion())
+	if cfg.SnapshotPath != "" {
+		src, err := snapshot.NewSource(cfg.SnapshotPath, func() snapshot.Limits { return snapshotLimits(cfg) }, "", log)
+		if err != nil {
+			fmt.Fprintln(stderr, "populator:", err)
+			return nil, exitError{exitFailure}
+		}
+		// Served before the first poll when it is there; when it is not (or
+		// is refused), the worker waits for it, unready.
+		_, _ = src.Reload()
+		w.offline, fo.Transport, ilo.Transport = src, src, src
+	}
+	w.fetcher = fetcher.New(fo)
 	w.store.SetWaitReplicas(cfg.WaitReplicas, cfg.WaitTimeout)
 	if cfg.IDLists {
-		w.idLists = idlists.New(wiring.IDListClientOptions(cfg, "statsig-populator/"+buildVersion()))
+		w.idLists = idlists.New(ilo)
 	}
 	log.Info().Str("version", buildVersion()).Int("sdk_keys", len(cfg.SDKKeys)).Strs("versions", strs(cfg.Versions)).
 		Strs("formats", strs(cfg.Layout.Formats)).Strs("schemas", strs(cfg.Layout.Schemas)).Str("redis", target).
-		Str("api_url", cfg.APIURL).Dur("interval", cfg.PollInterval).Bool("id_lists", cfg.IDLists).Int("gomaxprocs", runtime.GOMAXPROCS(0)).Msg("starting")
+		Str("api_url", cfg.APIURL).Str("offline_archive", cfg.SnapshotPath).Dur("interval", cfg.PollInterval).Bool("id_lists", cfg.IDLists).Int("gomaxprocs", runtime.GOMAXPROCS(0)).Msg("starting")
 	return w, nil
 }
 
 // poller builds the poller; gate is nil when every poll may write.
 func (w *worker) poller(gate poller.Gate) *poller.Poller {
 	return poller.New(wiring.PollerOptions(w.cfg, gate), w.fetcher, w.store, w.log, w.metrics)
+}
+
+// snapshotLimits are the checks an offline archive must pass: the worker's
+// own, for the configured keys, at the time it is loaded.
+func snapshotLimits(cfg config.Config) snapshot.Limits {
+	byID := map[string]keys.SDKKey{}
+	for _, k := range cfg.SDKKeys {
+		byID[snapshot.KeyID(k)] = k
+	}
+	return snapshot.Limits{MaxMemberBytes: cfg.MaxPayloadBytes, Now: time.Now(), MaxClockSkew: cfg.MaxClockSkew,
+		Key: func(id string) (keys.SDKKey, bool) { k, ok := byID[id]; return k, ok }}
+}
+
+// close releases what setup made.
+func (w *worker) close() {
+	if w.offline != nil {
+		_ = w.offline.Close()
+	}
+	_ = w.rdb.Close()
 }
 
 // idListSyncer builds the ID-list syncer; nil when ID lists are off.
@@ -110,7 +146,7 @@ func runWorker(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer w.rdb.Close()
+	defer w.close()
 	cfg := w.cfg
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	if err := w.rdb.Ping(pctx).Err(); err != nil {
@@ -184,6 +220,11 @@ func runWorker(ctx context.Context, stderr io.Writer) error {
 		// stop never leaves a job half-written for want of a lease.
 		bg(func() { el.Run(leaseCtx) })
 	}
+	if w.offline != nil {
+		// A replaced archive is served within two seconds of being whole
+		// on disk (and verified).
+		bg(func() { w.offline.Watch(ctx, 2*time.Second) })
+	}
 	if cfg.SDKKeysFile != "" {
 		period := min(max(cfg.PollInterval/2, 100*time.Millisecond), 5*time.Second)
 		bg(func() {
@@ -208,7 +249,7 @@ func runOnce(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer w.rdb.Close()
+	defer w.close()
 	// once writes whatever the lease says: it is meant for a CronJob that is
 	// the only writer, and writes are guarded by lcut anyway.
 	var idStatuses []poller.IDListStatus

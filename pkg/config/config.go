@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/statsig-populator/statsig-populator/pkg/keys"
 	"github.com/statsig-populator/statsig-populator/pkg/redisconn"
+	"github.com/statsig-populator/statsig-populator/pkg/snapshot"
 )
 
 // Env is the environment as envconfig reads it. Every setting is text here so
@@ -36,7 +38,7 @@ import (
 type Env struct {
 	SDKKeys              string `envconfig:"STATSIG_SERVER_SDK_KEYS" desc:"server secret keys, separated by commas, spaces or newlines"`
 	SDKKeysFile          string `envconfig:"STATSIG_SERVER_SDK_KEYS_FILE" desc:"file with one key per line (# comments); merged with STATSIG_SERVER_SDK_KEYS"`
-	APIURL               string `envconfig:"STATSIG_API_URL" default:"https://api.statsigcdn.com" desc:"CDN base URL"`
+	APIURL               string `envconfig:"STATSIG_API_URL" default:"https://api.statsigcdn.com" desc:"CDN base URL, or file:///path/archive.tar.gz to serve a snapshot archive offline"`
 	DCSVersions          string `envconfig:"STATSIG_DCS_VERSIONS" default:"v1,v2" desc:"payload formats to fetch: v1 (legacy SDKs), v2 (server-core SDKs)"`
 	PollInterval         string `envconfig:"POLL_INTERVAL" default:"10s" desc:"how often each key is polled (±2% at random)"`
 	IDLists              string `envconfig:"STATSIG_ID_LISTS" desc:"keep each key's ID lists current in Redis for the SDKs that read them from their adapter (statsig-node 6, go-sdk, ruby-sdk): true or false. Default true when v1 is in STATSIG_DCS_VERSIONS and REDIS_FORMATS is sfp or string alone"`
@@ -84,10 +86,14 @@ type Env struct {
 
 // Config is the validated configuration.
 type Config struct {
-	SDKKeys      []keys.SDKKey // both sources, merged
-	KeysFromEnv  []keys.SDKKey // STATSIG_SERVER_SDK_KEYS alone
-	SDKKeysFile  string
-	APIURL       string
+	SDKKeys     []keys.SDKKey // both sources, merged
+	KeysFromEnv []keys.SDKKey // STATSIG_SERVER_SDK_KEYS alone
+	SDKKeysFile string
+	APIURL      string
+	// SnapshotPath is the archive of STATSIG_API_URL=file:///…: the worker
+	// serves it to its own clients (snapshot.Source) and APIURL is then
+	// snapshot.SourceBaseURL. Empty when the CDN is used.
+	SnapshotPath string
 	Versions     []keys.Version
 	PollInterval time.Duration
 	// IDLists is whether ID lists are kept in Redis, every
@@ -271,12 +277,19 @@ func (env Env) Parse(readFile func(string) ([]byte, error), requireKeys bool) (C
 		add("STATSIG_SERVER_SDK_KEYS", "no SDK key configured: set STATSIG_SERVER_SDK_KEYS or STATSIG_SERVER_SDK_KEYS_FILE")
 	}
 
+	if path, ok, msg := snapshotPath(env.APIURL); ok {
+		if msg != "" {
+			add("STATSIG_API_URL", "%s", msg)
+		}
+		c.SnapshotPath = path
+		env.APIURL = snapshot.SourceBaseURL
+	}
 	apiURL, apiProblems, apiWarning := checkAPIURL(env.APIURL)
 	for _, msg := range apiProblems {
 		add("STATSIG_API_URL", "%s", msg)
 	}
 	c.APIURL = apiURL
-	if apiWarning != "" {
+	if apiWarning != "" && c.SnapshotPath == "" {
 		c.Warnings = append(c.Warnings, apiWarning)
 	}
 
@@ -472,6 +485,28 @@ func checkAPIURL(s string) (clean string, problems []string, warning string) {
 		warning = "STATSIG_API_URL uses plain http to a host other than this machine: every request carries a server secret key in its path, readable by anyone on the network; use https"
 	}
 	return strings.TrimRight(s, "/"), nil, warning
+}
+
+// snapshotPath reads STATSIG_API_URL=file:///path/archive.tar.gz: ok is
+// true for a file URL, path is the archive, msg says what is wrong with it.
+// The file need not exist yet: the worker serves it once it appears (and is
+// not ready before).
+func snapshotPath(s string) (path string, ok bool, msg string) {
+	if !strings.HasPrefix(strings.ToLower(s), "file:") {
+		return "", false, ""
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return "", true, "not a valid file URL; file:///absolute/path/archive.tar.gz is expected"
+	case u.Host != "" && u.Host != "localhost":
+		return "", true, "a file URL names a file on this machine: file:///absolute/path/archive.tar.gz (no host)"
+	case u.RawQuery != "" || u.Fragment != "":
+		return "", true, "a file URL must not have a query or fragment"
+	case !filepath.IsAbs(u.Path) || filepath.Clean(u.Path) != u.Path:
+		return "", true, "the archive's path must be absolute and clean: file:///absolute/path/archive.tar.gz"
+	}
+	return u.Path, true, ""
 }
 
 // isLoopback: localhost, 127.0.0.0/8 and ::1, where plain http does not

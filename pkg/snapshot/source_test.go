@@ -1,0 +1,93 @@
+package snapshot
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/statsig-populator/statsig-populator/pkg/fetcher"
+	"github.com/statsig-populator/statsig-populator/pkg/idlists"
+	"github.com/statsig-populator/statsig-populator/pkg/keys"
+)
+
+// The offline source answers the worker's own clients as the CDN would:
+// full and conditional payloads, the ID-list manifest pointing at itself,
+// list ranges; a replaced archive is served once it verified, a damaged one
+// never.
+func TestSourceServesTheWorkersClients(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "snapshot.tar.gz")
+	src, err := NewSource(path, limits, dir, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	ctx := context.Background()
+	fc := fetcher.New(fetcher.Options{BaseURL: SourceBaseURL, Transport: src, Timeout: 5 * time.Second, MaxPayloadBytes: 1 << 20,
+		Now: func() time.Time { return time.UnixMilli(1700000000000) }})
+	ic := idlists.New(idlists.Options{BaseURL: SourceBaseURL, Transport: src, Now: func() time.Time { return time.UnixMilli(1700000000000) }})
+
+	// No archive yet: every fetch fails, none is "unauthorized".
+	if _, err := src.Reload(); err == nil {
+		t.Fatal("a missing file loaded")
+	}
+	if r := fc.Fetch(ctx, keyA, keys.V1, 0); r.Outcome == fetcher.Updated || r.Outcome == fetcher.Unauthorized {
+		t.Fatalf("before any archive: %+v", r)
+	}
+
+	if err := os.WriteFile(path, sample(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := src.Reload(); !changed || err != nil {
+		t.Fatalf("load: %v %v", changed, err)
+	}
+	r := fc.Fetch(ctx, keyA, keys.V2, 0)
+	if r.Outcome != fetcher.Updated || r.Meta.Time != 1700000000000 {
+		t.Fatalf("full fetch: %+v", r)
+	}
+	if r := fc.Fetch(ctx, keyA, keys.V2, 1700000000000); r.Outcome != fetcher.NoUpdate {
+		t.Fatalf("conditional fetch: %+v", r)
+	}
+	if r := fc.Fetch(ctx, keys.MustParse("secret-notInTheArchive000000000000"), keys.V1, 0); r.Outcome == fetcher.Updated || r.Outcome == fetcher.Unauthorized {
+		t.Fatalf("a key the archive lacks: %+v", r)
+	}
+
+	m := ic.FetchManifest(ctx, keyA)
+	e, ok := m.Manifest.Entries["list_1"]
+	if m.Err != nil || !ok || e.FileID != "file-1" || e.Size != int64(len(list1)) {
+		t.Fatalf("ID-list manifest: %+v", m)
+	}
+	ch, err := ic.OpenChunk(ctx, keyA, e, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(ch)
+	ch.Close()
+	if err != nil || !bytes.Equal(got, list1[100:]) || ch.Status != 206 {
+		t.Fatalf("range: %d bytes, %v, status %d", len(got), err, ch.Status)
+	}
+	if m := ic.FetchManifest(ctx, keyB); m.Err != nil || len(m.Manifest.Entries) != 0 {
+		t.Fatalf("a key without ID lists: %+v", m)
+	}
+
+	// A damaged replacement is refused; the loaded archive stays served.
+	bad := sample(t)
+	bad[len(bad)/2] ^= 0xff
+	time.Sleep(10 * time.Millisecond) // another mtime
+	os.WriteFile(path, bad, 0o600)
+	if changed, err := src.Reload(); changed || err == nil {
+		t.Fatalf("a damaged archive: %v %v", changed, err)
+	}
+	if r := fc.Fetch(ctx, keyA, keys.V1, 0); r.Outcome != fetcher.Updated {
+		t.Fatalf("after a refused replacement: %+v", r)
+	}
+	if _, n, ok := src.Loaded(); !ok || n != 2 {
+		t.Fatalf("Loaded: %d %v", n, ok)
+	}
+}
