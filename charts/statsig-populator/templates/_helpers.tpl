@@ -73,6 +73,13 @@ existing Secret; every secret reaches the pod as a file in one projected volume.
 {{- define "statsig-populator.redisTLSDir" -}}/etc/statsig-populator/redis-tls{{- end }}
 {{- define "statsig-populator.statsigCADir" -}}/etc/statsig-populator/statsig-ca{{- end }}
 
+{{- define "statsig-populator.snapshotDir" -}}/etc/statsig-populator/snapshot{{- end }}
+
+{{/* "true" when an offline snapshot archive is mounted in place of the CDN. */}}
+{{- define "statsig-populator.offlineSnapshot" -}}
+{{- with .Values.statsig.offlineSnapshot }}{{ if or .existingConfigMap .existingSecret .volume }}true{{ end }}{{ end }}
+{{- end }}
+
 {{- define "statsig-populator.chartSecretSDKKeys" -}}
 {{- if and .Values.sdkKeys (not .Values.existingSecret) }}true{{ end }}
 {{- end }}
@@ -129,7 +136,11 @@ the file is mounted.
 {{- define "statsig-populator.env" -}}
 {{- $v := .Values -}}
 STATSIG_SERVER_SDK_KEYS_FILE: {{ printf "%s/sdk-keys" (include "statsig-populator.secretsDir" .) | quote }}
+{{- if include "statsig-populator.offlineSnapshot" . }}
+STATSIG_API_URL: {{ printf "file://%s/%s" (include "statsig-populator.snapshotDir" .) $v.statsig.offlineSnapshot.key | quote }}
+{{- else }}
 STATSIG_API_URL: {{ $v.statsig.apiUrl | quote }}
+{{- end }}
 STATSIG_DCS_VERSIONS: {{ join "," $v.statsig.dcsVersions | quote }}
 POLL_INTERVAL: {{ $v.statsig.pollInterval | quote }}
 {{- with toString $v.statsig.idLists }}
@@ -281,6 +292,11 @@ containers:
         mountPath: {{ include "statsig-populator.statsigCADir" $root }}
         readOnly: true
       {{- end }}
+      {{- if include "statsig-populator.offlineSnapshot" $root }}
+      - name: offline-snapshot
+        mountPath: {{ include "statsig-populator.snapshotDir" $root }}
+        readOnly: true
+      {{- end }}
       {{- with $v.extraVolumeMounts }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
@@ -337,6 +353,27 @@ volumes:
       items:
         - key: {{ $v.statsig.caBundle.key }}
           path: ca.crt
+  {{- end }}
+  {{- if include "statsig-populator.offlineSnapshot" $root }}
+  {{- $o := $v.statsig.offlineSnapshot }}
+  - name: offline-snapshot
+    {{- if $o.existingConfigMap }}
+    configMap:
+      name: {{ $o.existingConfigMap }}
+      defaultMode: 0444
+      items:
+        - key: {{ $o.key }}
+          path: {{ $o.key }}
+    {{- else if $o.existingSecret }}
+    secret:
+      secretName: {{ $o.existingSecret }}
+      defaultMode: 0444
+      items:
+        - key: {{ $o.key }}
+          path: {{ $o.key }}
+    {{- else }}
+    {{- toYaml $o.volume | nindent 4 }}
+    {{- end }}
   {{- end }}
   {{- with $v.extraVolumes }}
   {{- toYaml . | nindent 2 }}
@@ -437,6 +474,11 @@ secret.
 {{- end }}
 {{- if and (has "sfp" $v.redis.formats) (has "string" $v.redis.formats) }}
 {{- $errs = append $errs "redis.formats: sfp and string write the same key names; choose one" }}
+{{- end }}
+{{- with $v.statsig.offlineSnapshot }}
+{{- if gt (len (compact (list .existingConfigMap .existingSecret (ternary "volume" "" (not (empty .volume)))))) 1 }}
+{{- $errs = append $errs "set one of statsig.offlineSnapshot.existingConfigMap, existingSecret or volume" }}
+{{- end }}
 {{- end }}
 {{- if and $v.statsig.caBundle.existingSecret $v.statsig.caBundle.existingConfigMap }}
 {{- $errs = append $errs "set statsig.caBundle.existingSecret or statsig.caBundle.existingConfigMap, not both" }}
