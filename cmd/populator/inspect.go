@@ -189,10 +189,9 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if cfg.Redis.Tuning.MaxRetries == 0 {
 		cfg.Redis.Tuning.MaxRetries = -1
 	}
-	rdb, target, err := redisClient(cfg)
+	rdb, target, err := connect(cfg, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "populator:", err)
-		return exitError{exitBadConfig}
+		return err
 	}
 	defer rdb.Close()
 	w := writer.New(rdb, 0)

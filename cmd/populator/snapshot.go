@@ -121,10 +121,9 @@ type exportStats struct {
 // then one payload at a time), validates it, and archives it; then each key's
 // ID lists from its first schema.
 func exportFromRedis(ctx context.Context, cfg config.Config, sw *snapshot.Writer, ex *exportStats, stderr io.Writer) error {
-	rdb, target, err := redisClient(cfg)
+	rdb, target, err := connect(cfg, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "populator:", err)
-		return exitError{exitBadConfig}
+		return err
 	}
 	defer rdb.Close()
 	w := writer.New(rdb, 0)
@@ -470,10 +469,9 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return nil
 	}
 
-	rdb, target, err := redisClient(cfg)
+	rdb, target, err := connect(cfg, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "populator:", err)
-		return exitError{exitBadConfig}
+		return err
 	}
 	defer rdb.Close()
 	unreachable := func(err error, written int) error {

@@ -54,10 +54,9 @@ func setup(stderr io.Writer) (*worker, error) {
 	}
 	log := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
 	redis.SetLogger(logging.RedisLogger(log))
-	rdb, target, err := redisClient(cfg)
+	rdb, target, err := connect(cfg, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "populator:", err)
-		return nil, exitError{exitBadConfig}
+		return nil, err
 	}
 	for _, msg := range cfg.Warnings {
 		log.Warn().Msg(msg)
@@ -136,6 +135,17 @@ func (w *worker) idListSyncer(gate poller.Gate) *poller.IDLists {
 func redisClient(cfg config.Config) (redis.UniversalClient, string, error) {
 	rdb, err := redisconn.New(cfg.Redis)
 	return rdb, cfg.Redis.Describe(), err
+}
+
+// connect is redisClient for a command: options the client refuses are
+// printed and make exit code 2.
+func connect(cfg config.Config, stderr io.Writer) (redis.UniversalClient, string, error) {
+	rdb, target, err := redisClient(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "populator:", err)
+		return nil, "", exitError{exitBadConfig}
+	}
+	return rdb, target, nil
 }
 
 // LeaseKey is the Redis key replicas compete for.
