@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -138,6 +139,10 @@ type idJob struct {
 	// manifests in a row without it; bad counts refused chunks in a row.
 	absent map[string]int
 	bad    map[string]int
+	// orphans are lists dropped from the stored manifest whose keys could
+	// not be deleted yet: nothing else names them any more, so they are
+	// remembered here until a DEL succeeds.
+	orphans map[string]bool
 
 	st IDListStatus
 }
@@ -152,7 +157,10 @@ type IDLists struct {
 
 	mu   sync.Mutex
 	jobs []*idJob
-	wake chan struct{}
+	// retiring holds the jobs of removed keys until their last sync ended
+	// and (with DeleteRemovedKeys) their ID lists were deleted.
+	retiring []*idJob
+	wake     chan struct{}
 	sem  chan struct{}
 	wg   sync.WaitGroup
 
@@ -192,53 +200,88 @@ func NewIDLists(opt IDListOptions, src IDListSource, store IDListStore, log zero
 }
 
 // SetKeys replaces the configured keys: new keys are synced at once, removed
-// keys stop (and their ID lists are deleted when DeleteRemovedKeys is set).
+// keys stop (and their ID lists are deleted when DeleteRemovedKeys is set,
+// by the loop, after any sync of theirs in flight, retried until done). A key
+// added back before that reuses its job.
 func (s *IDLists) SetKeys(ks []keys.SDKKey) {
 	s.mu.Lock()
 	byKey := map[string]*idJob{}
 	for _, j := range s.jobs {
 		byKey[j.key.Reveal()] = j
 	}
+	retiring := map[string]*idJob{}
+	for _, j := range s.retiring {
+		retiring[j.key.Reveal()] = j
+	}
 	var jobs []*idJob
-	var removed []*idJob
 	want := map[string]bool{}
 	for _, k := range ks {
 		want[k.Reveal()] = true
-		if j := byKey[k.Reveal()]; j != nil {
+		switch j := byKey[k.Reveal()]; {
+		case j != nil:
 			jobs = append(jobs, j)
-			continue
+		case retiring[k.Reveal()] != nil:
+			j := retiring[k.Reveal()]
+			j.removed = false
+			delete(retiring, k.Reveal())
+			jobs = append(jobs, j)
+		default:
+			jobs = append(jobs, &idJob{key: k, name: k.Redacted(), next: s.opt.Now(), absent: map[string]int{}, bad: map[string]int{},
+				orphans: map[string]bool{}, st: IDListStatus{Key: k.Redacted(), ConfiguredAt: s.opt.Now()}})
 		}
-		jobs = append(jobs, &idJob{key: k, name: k.Redacted(), next: s.opt.Now(), absent: map[string]int{}, bad: map[string]int{},
-			st: IDListStatus{Key: k.Redacted(), ConfiguredAt: s.opt.Now()}})
 	}
 	for _, j := range s.jobs {
 		if !want[j.key.Reveal()] {
 			j.removed = true
-			removed = append(removed, j)
+			j.next = time.Time{}
+			retiring[j.key.Reveal()] = j
 		}
+	}
+	s.retiring = s.retiring[:0]
+	for _, j := range retiring {
+		s.retiring = append(s.retiring, j)
 	}
 	s.jobs = jobs
 	s.mu.Unlock()
 	s.m.SetIDListKeys(len(jobs))
-	if s.opt.DeleteRemovedKeys {
-		for _, j := range removed {
-			k := j.key
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				if !s.opt.Gate.Leading() {
-					return
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 4*s.opt.RedisTimeout)
-				defer cancel()
-				if err := s.deleteAll(ctx, k); err != nil {
-					s.log.Warn().Str("key", k.Redacted()).Err(err).Msg("could not delete the ID lists of a removed key")
-				}
-			}()
-		}
-	}
 	s.poke()
 }
+
+// retire handles a removed key's job once no sync of it is in flight:
+// with DeleteRemovedKeys its ID lists are deleted (by the leader; retried
+// every RetireRetry until it succeeds), else it is simply dropped.
+func (s *IDLists) retire(ctx context.Context, j *idJob) {
+	done := !s.opt.DeleteRemovedKeys
+	if !done && s.opt.Gate.Leading() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 4*s.opt.RedisTimeout)
+		err := s.deleteAll(dctx, j.key, j.orphans)
+		cancel()
+		if err != nil {
+			s.m.RedisError("id_lists")
+			s.log.Warn().Str("key", j.name).Err(err).Msg("could not delete the ID lists of a removed key; retrying")
+		} else {
+			done = true
+			s.log.Info().Str("key", j.name).Msg("DELETE_REMOVED_KEYS: the removed key's ID lists were deleted")
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j.out = false
+	if !done {
+		j.next = s.opt.Now().Add(RetireRetry)
+		return
+	}
+	for i, r := range s.retiring {
+		if r == j {
+			s.retiring = append(s.retiring[:i], s.retiring[i+1:]...)
+			break
+		}
+	}
+}
+
+// RetireRetry is how soon a failed delete of a removed key's ID lists is
+// tried again.
+const RetireRetry = 5 * time.Second
 
 func (s *IDLists) poke() {
 	select {
@@ -316,7 +359,7 @@ func (s *IDLists) startDue(ctx context.Context) time.Duration {
 	wait := MaxIDListSleep
 	s.mu.Lock()
 	var due []*idJob
-	for _, j := range s.jobs {
+	for _, j := range append(s.jobs[:len(s.jobs):len(s.jobs)], s.retiring...) {
 		switch {
 		case j.out:
 		case !j.next.After(now):
@@ -334,11 +377,16 @@ func (s *IDLists) startDue(ctx context.Context) time.Duration {
 		}
 		s.mu.Lock()
 		j.out = true
+		removed := j.removed
 		s.mu.Unlock()
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			defer func() { <-s.sem; s.poke() }()
+			if removed {
+				s.retire(ctx, j)
+				return
+			}
 			s.syncJob(ctx, j)
 		}()
 	}
@@ -388,9 +436,6 @@ func (s *IDLists) syncJob(ctx context.Context, j *idJob) {
 		j.failingSince = time.Time{}
 		j.backoff = nil
 		delay = jitter(s.opt.Interval)
-		if r.current {
-			j.refusedSince, j.refusals, j.refusedDeleted = time.Time{}, 0, false
-		}
 	case "unauthorized", "deleted":
 		delay = jitter(max(s.opt.UnauthorizedRecheck, s.opt.Interval))
 	default:
@@ -417,6 +462,9 @@ func (s *IDLists) syncJob(ctx context.Context, j *idJob) {
 	defer s.mu.Unlock()
 	j.out = false
 	j.next = now.Add(delay)
+	if j.removed {
+		j.next = time.Time{} // retire it now
+	}
 	st := &j.st
 	st.LastSync, st.LastOutcome = now, r.outcome
 	st.LastError = ""
@@ -488,6 +536,9 @@ func (s *IDLists) sync(ctx context.Context, j *idJob) syncResult {
 	s.m.IDListManifest(res.Label)
 	switch res.Outcome {
 	case fetcher.Updated:
+		// The key is accepted: a later refusal starts a new streak, however
+		// this sync ends.
+		j.refusedSince, j.refusals, j.refusedDeleted = time.Time{}, 0, false
 	case fetcher.Unauthorized:
 		return s.refused(ctx, j, res)
 	default:
@@ -517,12 +568,21 @@ func (s *IDLists) sync(ctx context.Context, j *idJob) syncResult {
 
 	// Which stored lists the manifest left out are kept this round.
 	names := listNames(m, before)
+	for name := range j.orphans {
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
 	keep := map[string]bool{}
+	sort.Strings(names)
 	for _, name := range names {
 		_, listed := m.Entries[name]
 		switch {
 		case listed:
 			delete(j.absent, name)
+			delete(j.orphans, name)
+		case j.orphans[name]:
+			keep[name] = false // already out of the stored manifest: delete it
 		case m.IsRefused(name):
 			keep[name] = true
 		default:
@@ -654,17 +714,29 @@ func (s *IDLists) sync(ctx context.Context, j *idJob) syncResult {
 			}
 		}
 	}
-	if ctx.Err() != nil {
-		return syncResult{outcome: "download_error", err: ctx.Err()}
+	// From here on every step completes even if the worker is stopping
+	// (each within RedisTimeout): a list committed above must not stay
+	// under a manifest that announces another file. A key removed from the
+	// configuration meanwhile writes no manifest; what this round wrote is
+	// left to its retirement (DeleteRemovedKeys).
+	wctx := context.WithoutCancel(ctx)
+	if s.isRemoved(j) {
+		for _, name := range names {
+			j.orphans[name] = true
+		}
+		return syncResult{outcome: "unchanged"}
 	}
-
-	// The manifests, after the lists they announce.
+	// The manifests, after the lists they announce; the lists that left
+	// them are remembered until their DEL succeeds.
+	for name := range removing {
+		j.orphans[name] = true
+	}
 	for i, t := range mts {
 		js := storedManifest(held[i], m.Entries, before[i], removing)
 		if bytes.Equal(js, beforeJSON[i]) {
 			continue
 		}
-		rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
+		rctx, cancel := context.WithTimeout(wctx, s.opt.RedisTimeout)
 		w, err := s.store.WriteIDListManifest(rctx, t, js, nextMarker(now.UnixMilli(), markers[i]))
 		cancel()
 		if err != nil {
@@ -679,7 +751,7 @@ func (s *IDLists) sync(ctx context.Context, j *idJob) syncResult {
 			if _, ok := held[si][name]; !ok {
 				continue
 			}
-			rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
+			rctx, cancel := context.WithTimeout(wctx, s.opt.RedisTimeout)
 			err := s.store.DeleteIDList(rctx, t)
 			cancel()
 			if err != nil {
@@ -690,19 +762,26 @@ func (s *IDLists) sync(ctx context.Context, j *idJob) syncResult {
 			wrote = true
 			s.log.Info().Str("key", j.name).Str("list", name).Msg("ID list removed: it left the manifest")
 		}
+		delete(j.orphans, name)
 	}
-	if s.opt.TTL > 0 {
-		var lts []keys.IDListTarget
-		for _, name := range sortedKeys(held[0]) {
-			lts = append(lts, keys.IDListTargets(s.opt.Prefix, j.key, s.opt.Schemas, name)...)
+	// Renew the TTL of what is kept, or remove one an earlier REDIS_KEY_TTL
+	// left (TouchIDLists persists when there is no TTL).
+	kept := map[string]bool{}
+	for _, h := range held {
+		for name := range h {
+			kept[name] = true
 		}
-		rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
-		err := s.store.TouchIDLists(rctx, mts, lts)
-		cancel()
-		if err != nil {
-			s.m.RedisError("id_lists")
-			return syncResult{outcome: "redis_error", err: err}
-		}
+	}
+	var lts []keys.IDListTarget
+	for _, name := range sortedKeys(kept) {
+		lts = append(lts, keys.IDListTargets(s.opt.Prefix, j.key, s.opt.Schemas, name)...)
+	}
+	rctx, cancel = context.WithTimeout(wctx, s.opt.RedisTimeout)
+	err = s.store.TouchIDLists(rctx, mts, lts)
+	cancel()
+	if err != nil {
+		s.m.RedisError("id_lists")
+		return syncResult{outcome: "redis_error", err: err}
 	}
 
 	r := syncResult{outcome: "unchanged"}
@@ -766,8 +845,10 @@ func (s *IDLists) download(ctx context.Context, j *idJob, entry idlists.Entry, d
 		if err != nil {
 			return results, err
 		}
+		// A validated chunk goes to every schema even if the worker is
+		// stopping, so that the copies do not part.
 		for i, t := range targets {
-			rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opt.RedisTimeout)
 			w, err := s.store.AppendIDList(rctx, t, entry.FileID, d.Offset, buf)
 			cancel()
 			if err != nil {
@@ -820,7 +901,7 @@ func (s *IDLists) download(ctx context.Context, j *idJob, entry idlists.Entry, d
 	}
 	s.m.IDListDownload("ok", off+ch.Skipped)
 	for i, t := range targets {
-		rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opt.RedisTimeout)
 		w, err := s.store.CommitIDList(rctx, t, token, entry.FileID, off)
 		cancel()
 		if err == nil && !w.Written {
@@ -862,7 +943,7 @@ func (s *IDLists) refused(ctx context.Context, j *idJob, res idlists.Result) syn
 	if !shouldDeleteUnauthorized(in) {
 		return r
 	}
-	if err := s.deleteAll(ctx, j.key); err != nil {
+	if err := s.deleteAll(context.WithoutCancel(ctx), j.key, j.orphans); err != nil {
 		s.m.RedisError("id_lists")
 		return syncResult{outcome: "redis_error", err: err}
 	}
@@ -882,6 +963,13 @@ func (s *IDLists) othersRefused(j *idJob) bool {
 	return true
 }
 
+// isRemoved reports whether j's key left the configuration.
+func (s *IDLists) isRemoved(j *idJob) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return j.removed
+}
+
 // manifests names k's manifest per schema, in the configured format.
 func (s *IDLists) manifests(k keys.SDKKey) []keys.ManifestTarget {
 	out := keys.ManifestTargets(s.opt.Prefix, k, s.opt.Schemas)
@@ -891,28 +979,43 @@ func (s *IDLists) manifests(k keys.SDKKey) []keys.ManifestTarget {
 	return out
 }
 
-// deleteAll removes k's ID-list manifests first, then every list they name.
-func (s *IDLists) deleteAll(ctx context.Context, k keys.SDKKey) error {
-	for _, mt := range s.manifests(k) {
+// deleteAll removes k's ID lists, those its stored manifests name and the
+// extra ones (lists no manifest names any more), then the manifests: a
+// failure part-way leaves the manifests naming what is left, so that a
+// retry finds it.
+func (s *IDLists) deleteAll(ctx context.Context, k keys.SDKKey, extra map[string]bool) error {
+	mts := s.manifests(k)
+	names := map[string]bool{}
+	for n := range extra {
+		names[n] = true
+	}
+	for _, mt := range mts {
 		rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
 		b, _, err := s.store.ReadIDListManifest(rctx, mt)
 		cancel()
 		if err != nil {
 			return err
 		}
-		rctx, cancel = context.WithTimeout(ctx, s.opt.RedisTimeout)
-		err = s.store.DeleteIDListManifest(rctx, mt)
-		cancel()
-		if err != nil {
-			return err
+		for n := range parseStoredManifest(b) {
+			names[n] = true
 		}
-		for name := range parseStoredManifest(b) {
+	}
+	for _, name := range sortedKeys(names) {
+		for _, t := range keys.IDListTargets(s.opt.Prefix, k, s.opt.Schemas, name) {
 			rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
-			err := s.store.DeleteIDList(rctx, keys.NewIDListTarget(s.opt.Prefix, k, mt.Schema, name))
+			err := s.store.DeleteIDList(rctx, t)
 			cancel()
 			if err != nil {
 				return err
 			}
+		}
+	}
+	for _, mt := range mts {
+		rctx, cancel := context.WithTimeout(ctx, s.opt.RedisTimeout)
+		err := s.store.DeleteIDListManifest(rctx, mt)
+		cancel()
+		if err != nil {
+			return err
 		}
 	}
 	return nil

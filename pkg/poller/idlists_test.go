@@ -378,6 +378,7 @@ func TestIDListsDeleteOnUnauthorizedAndRemoved(t *testing.T) {
 
 	// The other key leaves the configuration: its ID lists go.
 	h.s.SetKeys([]keys.SDKKey{idKey})
+	h.s.startDue(ctx) // the loop retires the removed key's job
 	h.s.wg.Wait()
 	if exists(other, "list_2") {
 		t.Fatal("a removed key's ID lists stayed with DeleteRemovedKeys")
@@ -404,4 +405,104 @@ func TestIDListsShortInterval(t *testing.T) {
 	if n < 7 {
 		t.Fatalf("%d manifest fetches in 2.1 s at a 200 ms interval", n)
 	}
+}
+
+// Review findings: an accepted manifest ends a refusal streak however the
+// sync ends; a key removed while its sync is in flight does not get its
+// lists back; a list whose DEL failed is deleted by a later sync; a TTL an
+// earlier setting left is removed.
+func TestIDListsReviewFindings(t *testing.T) {
+	ctx := context.Background()
+	other := keys.MustParse("secret-idListsPollerOtherKey000000000")
+
+	t.Run("refusal streak reset by an accepted manifest", func(t *testing.T) {
+		h := newIDHarness(t, IDListOptions{DeleteOnUnauthorized: true, UnauthorizedDeleteAfter: time.Millisecond})
+		h.cdn.SetProject(other, fakecdn.Project{Lcut: 1000})
+		h.s.SetKeys([]keys.SDKKey{idKey, other})
+		h.cdn.PutIDList(idKey, "list_1", "123", 0, []byte("+ungWv48B\n"))
+		h.s.Once(ctx)
+		h.cdn.Revoke(idKey, 403)
+		for i := 0; i < MinUnauthorizedRechecks; i++ {
+			h.s.Once(ctx)
+		}
+		// Accepted again, but the sync fails (the list file is gone).
+		h.cdn.Restore(idKey)
+		h.cdn.SetIDListFault(idKey, fakecdn.IDListFault{FileStatus: 404})
+		h.cdn.AppendIDList(idKey, "list_1", []byte("+Ngi8oeRO\n"))
+		if st := h.s.Once(ctx)[0]; st.LastOutcome != "download_error" {
+			t.Fatalf("accepted sync: %+v", st)
+		}
+		h.cdn.Revoke(idKey, 403)
+		if st := h.s.Once(ctx)[0]; st.LastOutcome != "unauthorized" {
+			t.Fatalf("the first refusal of a new streak: %+v", st)
+		}
+		if n, _ := h.redis.Client().Exists(ctx, keys.NewIDListTarget("", idKey, keys.Hashed, "list_1").Key).Result(); n != 1 {
+			t.Fatal("deleted on the first refusal of a new streak")
+		}
+	})
+
+	t.Run("removed while in flight", func(t *testing.T) {
+		h := newIDHarness(t, IDListOptions{DeleteRemovedKeys: true})
+		h.cdn.SetProject(other, fakecdn.Project{Lcut: 1000})
+		h.s.SetKeys([]keys.SDKKey{idKey, other})
+		h.cdn.PutIDList(other, "list_2", "456", 0, []byte("+Ngi8oeRO\n"))
+		// The key leaves the configuration while a sync of it is in flight
+		// (out), which then finishes.
+		var j *idJob
+		for _, x := range h.s.jobs {
+			if x.key.Reveal() == other.Reveal() {
+				j = x
+			}
+		}
+		j.out = true
+		done := make(chan struct{})
+		go func() { defer close(done); h.s.SetKeys([]keys.SDKKey{idKey}) }()
+		<-done
+		h.s.syncJob(ctx, j) // the in-flight sync finishes after the removal
+		h.s.mu.Lock()
+		j.out = false
+		h.s.mu.Unlock()
+		h.s.startDue(ctx)
+		h.s.wg.Wait()
+		keysLeft, _ := h.redis.Client().Keys(ctx, "*"+keys.Hashed.ID(other)+"*").Result()
+		if len(keysLeft) != 0 {
+			t.Fatalf("a removed key's ID-list keys remain: %q", keysLeft)
+		}
+	})
+
+	t.Run("a failed DEL is retried", func(t *testing.T) {
+		h := newIDHarness(t, IDListOptions{})
+		h.cdn.PutIDList(idKey, "list_1", "123", 0, []byte("+ungWv48B\n"))
+		h.sync()
+		h.cdn.RemoveIDList(idKey, "list_1")
+		h.sync() // kept once
+		j := h.s.jobs[0]
+		// As a DEL that failed after the manifest dropped the list leaves
+		// it: out of every stored manifest, remembered as an orphan.
+		mt := keys.NewManifestTarget("", idKey, keys.Hashed)
+		h.store.WriteIDListManifest(ctx, mt, []byte("{}"), time.Now().UnixMilli()+10)
+		h.store.WriteIDListManifest(ctx, keys.NewManifestTarget("", idKey, keys.Prefix), []byte("{}"), time.Now().UnixMilli()+10)
+		j.orphans["list_1"] = true
+		h.sync()
+		for _, tg := range keys.IDListTargets("", idKey, h.s.opt.Schemas, "list_1") {
+			if n, _ := h.redis.Client().Exists(ctx, tg.Key).Result(); n != 0 {
+				t.Fatal("an orphaned list stayed")
+			}
+		}
+		if len(j.orphans) != 0 {
+			t.Fatalf("orphans left: %v", j.orphans)
+		}
+	})
+
+	t.Run("a TTL left by an earlier setting is removed", func(t *testing.T) {
+		h := newIDHarness(t, IDListOptions{})
+		h.cdn.PutIDList(idKey, "list_1", "123", 0, []byte("+ungWv48B\n"))
+		h.sync()
+		tg := keys.NewIDListTarget("", idKey, keys.Hashed, "list_1")
+		h.redis.Client().Expire(ctx, tg.Key, time.Hour)
+		h.sync()
+		if d, _ := h.redis.Client().TTL(ctx, tg.Key).Result(); d != -1 {
+			t.Fatalf("TTL %v after a sync without REDIS_KEY_TTL", d)
+		}
+	})
 }
