@@ -161,8 +161,8 @@ type IDLists struct {
 	// and (with DeleteRemovedKeys) their ID lists were deleted.
 	retiring []*idJob
 	wake     chan struct{}
-	sem  chan struct{}
-	wg   sync.WaitGroup
+	sem      chan struct{}
+	wg       sync.WaitGroup
 
 	heartbeat atomic.Int64
 }
