@@ -242,10 +242,17 @@ func runWorker(ctx context.Context, stderr io.Writer) error {
 		})
 	}
 
-	if ids != nil {
-		bg(func() { _ = ids.Run(ctx) })
-	}
+	// The ID-list loop finishes its syncs (their writes complete through a
+	// stop) before the lease is released, as the poller's do.
+	idsDone := make(chan struct{})
+	go func() {
+		defer close(idsDone)
+		if ids != nil {
+			_ = ids.Run(ctx)
+		}
+	}()
 	err = p.Run(ctx)
+	<-idsDone
 	stopLease()
 	for ; bgCount > 0; bgCount-- {
 		<-background

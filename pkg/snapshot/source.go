@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -43,7 +44,7 @@ const SourceBaseURL = "http://snapshot.invalid"
 //
 //	GET /v{1,2}/download_config_specs/{key}.json[?sinceTime=N]
 //	GET /v1/get_id_lists/{key}.json
-//	GET /id_list_files/{key id}/{name}   (Range: bytes=N- honoured)
+//	GET /id_list_files/{key id}/{fileID}/{name}   (Range: bytes=N- honoured)
 //
 // A key the archive lacks is answered 404 (an error, never "unauthorized":
 // DELETE_ON_UNAUTHORIZED must not delete what an incomplete archive lacks);
@@ -56,6 +57,7 @@ type Source struct {
 
 	mu      sync.RWMutex
 	cur     *served
+	prev    *served // the archive served before cur: removed at the next swap, so that requests begun on it finish
 	stamp   fileStamp // of the file last tried, loaded or refused
 	lastErr error
 }
@@ -126,11 +128,17 @@ func (s *Source) Reload() (changed bool, err error) {
 	}
 	next, err := s.load()
 	if err != nil {
+		var me *MemberError
+		if !errors.As(err, &me) {
+			// Not the archive's fault (a full disk, a read cut short):
+			// try this file again at the next check.
+			stamp = fileStamp{}
+		}
 		return false, s.refused(stamp, err)
 	}
 	s.mu.Lock()
-	old := s.cur
-	s.cur, s.stamp, s.lastErr = next, stamp, nil
+	old := s.prev
+	s.prev, s.cur, s.stamp, s.lastErr = s.cur, next, stamp, nil
 	s.mu.Unlock()
 	if old != nil {
 		_ = os.RemoveAll(old.dir)
@@ -143,7 +151,7 @@ func (s *Source) Reload() (changed bool, err error) {
 // refused records a failed attempt (logged once per file version).
 func (s *Source) refused(stamp fileStamp, err error) error {
 	s.mu.Lock()
-	repeat := stamp == s.stamp && s.lastErr != nil && s.lastErr.Error() == err.Error()
+	repeat := s.lastErr != nil && s.lastErr.Error() == err.Error()
 	s.stamp, s.lastErr = stamp, err
 	serving := s.cur != nil
 	s.mu.Unlock()
@@ -281,7 +289,9 @@ func (s *Source) idManifest(req *http.Request, cur *served, rawKey string) (*htt
 		return respond(req, http.StatusNotFound, nil, []byte(`{"message":"key not in the snapshot archive"}`)), nil
 	}
 	if e.IDListManifest == nil {
-		return respond(req, http.StatusOK, nil, []byte(`{}`)), nil
+		// Not "no lists": an archive made without ID lists says nothing
+		// about them, and an empty manifest would delete every stored list.
+		return respond(req, http.StatusNotFound, nil, []byte(`{"message":"no ID lists for this key in the snapshot archive"}`)), nil
 	}
 	b, err := os.ReadFile(filepath.Join(cur.dir, filepath.FromSlash(e.IDListManifest.Path)))
 	if err != nil {
@@ -296,20 +306,28 @@ func (s *Source) idManifest(req *http.Request, cur *served, rawKey string) (*htt
 	entries := make([]idlists.Entry, 0, len(m))
 	for name, en := range m {
 		en.Name = name
-		en.URL = SourceBaseURL + "/id_list_files/" + e.ID + "/" + name
+		en.URL = SourceBaseURL + "/id_list_files/" + e.ID + "/" + url.PathEscape(en.FileID) + "/" + name
 		entries = append(entries, en)
 	}
 	return respond(req, http.StatusOK, nil, idlists.MarshalManifest(entries)), nil
 }
 
 func (s *Source) idFile(req *http.Request, cur *served, rest string) (*http.Response, error) {
-	id, name, ok := strings.Cut(rest, "/")
+	// {key id}/{fileID}/{name}: a request for a file the served archive no
+	// longer holds (replaced since its manifest was read) is 404, never
+	// another file's bytes under the old entry.
+	parts := strings.SplitN(rest, "/", 3)
+	if len(parts) != 3 {
+		return respond(req, http.StatusNotFound, nil, nil), nil
+	}
+	id, name := parts[0], parts[2]
+	fileID, err := url.PathUnescape(parts[1])
 	e, known := cur.v.Keys[id]
-	if !ok || !known {
+	if err != nil || !known {
 		return respond(req, http.StatusNotFound, nil, nil), nil
 	}
 	m, ok := e.Lists[name]
-	if !ok {
+	if !ok || m.FileID != fileID {
 		return respond(req, http.StatusNotFound, nil, nil), nil
 	}
 	from := int64(0)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,8 +73,19 @@ func TestSourceServesTheWorkersClients(t *testing.T) {
 	if err != nil || !bytes.Equal(got, list1[100:]) || ch.Status != 206 {
 		t.Fatalf("range: %d bytes, %v, status %d", len(got), err, ch.Status)
 	}
-	if m := ic.FetchManifest(ctx, keyB); m.Err != nil || len(m.Manifest.Entries) != 0 {
+	// A key the archive holds no ID lists for: not "no lists" (that would
+	// delete the stored ones), an error the syncer retries.
+	if m := ic.FetchManifest(ctx, keyB); m.Status != 404 || m.Outcome == fetcher.Unauthorized {
 		t.Fatalf("a key without ID lists: %+v", m)
+	}
+	// A list URL names its fileID: another file under the old entry is 404.
+	stale := e
+	stale.FileID, stale.URL = "file-0", strings.Replace(e.URL, "/file-1/", "/file-0/", 1)
+	if !strings.Contains(e.URL, "/file-1/") {
+		t.Fatalf("list URL %q lacks its fileID", e.URL)
+	}
+	if _, err := ic.OpenChunk(ctx, keyA, stale, 0); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("a stale fileID: %v", err)
 	}
 
 	// A damaged replacement is refused; the loaded archive stays served.
