@@ -57,7 +57,7 @@ type Source struct {
 
 	mu      sync.RWMutex
 	cur     *served
-	prev    *served // the archive served before cur: removed at the next swap, so that requests begun on it finish
+	prev    *served   // the archive served before cur: removed at the next swap, so that requests begun on it finish
 	stamp   fileStamp // of the file last tried, loaded or refused
 	lastErr error
 }
