@@ -98,6 +98,8 @@ func New(perKey bool) *Metrics {
 	for _, mode := range IDListWriteModes {
 		m.idListWritten.WithLabelValues(mode)
 	}
+	// The series an alert or a dashboard rate() needs exist from the start.
+	m.idListManifests.WithLabelValues("updated")
 	m.idListDownloads.WithLabelValues("ok")
 	r.MustRegister(m.idListManifests, m.idListDownloads, m.idListDownloaded, m.idListWritten, m.idListKeys)
 	// Every operation's series exists from the start at 0, so that an alert
