@@ -12,7 +12,9 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/statsig-populator/statsig-populator/internal/fakecdn"
+	"github.com/statsig-populator/statsig-populator/pkg/idlists"
 	"github.com/statsig-populator/statsig-populator/pkg/keys"
+	"github.com/statsig-populator/statsig-populator/pkg/metrics"
 )
 
 // readmeMetrics reads the README's metric table: for each metric (without
@@ -177,4 +179,28 @@ func scrape(t *testing.T, addr string) map[string]*dtoFamily {
 		out[name] = f
 	}
 	return out
+}
+
+// The README rows of the metrics whose label values are a fixed vocabulary
+// name every value of it, emitted yet or not: the fault run above cannot
+// produce every ID-list outcome.
+func TestMetricVocabulariesMatchREADME(t *testing.T) {
+	rows := readmeMetrics(t)
+	for metric, vocabulary := range map[string][]string{
+		"id_list_manifest_fetches_total": idlists.ManifestLabels,
+		"id_list_downloads_total":        idlists.ChunkLabels,
+		"id_list_written_bytes_total":    metrics.IDListWriteModes,
+		"redis_errors_total":             metrics.RedisOps,
+	} {
+		row, ok := rows[metric]
+		if !ok {
+			t.Errorf("the README has no row for %s", metric)
+			continue
+		}
+		for _, v := range vocabulary {
+			if !strings.Contains(row, "`"+v+"`") {
+				t.Errorf("%s can carry `%s`, which its README row does not name", metric, v)
+			}
+		}
+	}
 }

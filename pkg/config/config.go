@@ -503,8 +503,10 @@ func snapshotPath(s string) (path string, ok bool, msg string) {
 		return "", true, "a file URL names a file on this machine: file:///absolute/path/archive.tar.gz (no host)"
 	case u.RawQuery != "" || u.Fragment != "":
 		return "", true, "a file URL must not have a query or fragment"
-	case !filepath.IsAbs(u.Path) || filepath.Clean(u.Path) != u.Path:
-		return "", true, "the archive's path must be absolute and clean: file:///absolute/path/archive.tar.gz"
+	case !filepath.IsAbs(u.Path) || filepath.Clean(u.Path) != u.Path || u.Path == "/":
+		return "", true, "the archive's path must be absolute and clean, and name a file: file:///absolute/path/archive.tar.gz"
+	case len(u.Path) > 4096:
+		return "", true, "the archive's path is longer than 4096 bytes (PATH_MAX)"
 	}
 	return u.Path, true, ""
 }

@@ -55,3 +55,44 @@ func TestIDListSettings(t *testing.T) {
 		})
 	}
 }
+
+// STATSIG_API_URL=file:///…: an absolute, clean local path, or a clear
+// problem; the base URL is then the offline source's, with no cleartext
+// warning (nothing leaves the process).
+func TestSnapshotAPIURL(t *testing.T) {
+	base := defaults(t)
+	base.SDKKeys = keyA
+	ok := []struct{ url, path string }{
+		{"file:///var/lib/snap/archive.tar.gz", "/var/lib/snap/archive.tar.gz"},
+		{"file://localhost/srv/a.tgz", "/srv/a.tgz"},
+		{"FILE:///srv/a.tgz", "/srv/a.tgz"},
+	}
+	for _, c := range ok {
+		env := base
+		env.APIURL = c.url
+		cfg, err := env.Parse(noFile, true)
+		if err != nil || cfg.SnapshotPath != c.path || cfg.APIURL != "http://snapshot.invalid" || len(cfg.Warnings) != 0 {
+			t.Errorf("%s: path %q, base %q, warnings %v, err %v", c.url, cfg.SnapshotPath, cfg.APIURL, cfg.Warnings, err)
+		}
+	}
+	bad := []string{
+		"file:relative/archive.tar.gz",
+		"file://",
+		"file:///",
+		"file://cdn.example.com/archive.tar.gz",
+		"file:///srv/../etc/passwd",
+		"file:///srv//a.tgz",
+		"file:///srv/a.tgz?x=1",
+		"file:///srv/a.tgz#frag",
+		"file:///srv/%zz",
+		"file:///" + strings.Repeat("a/", 5000) + "x",
+	}
+	for _, u := range bad {
+		env := base
+		env.APIURL = u
+		_, err := env.Parse(noFile, true)
+		if got := problemVars(t, err); strings.Join(got, ",") != "STATSIG_API_URL" {
+			t.Errorf("%.60q: problems %v, want STATSIG_API_URL\n%v", u, got, err)
+		}
+	}
+}

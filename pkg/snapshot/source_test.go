@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +103,72 @@ func TestSourceServesTheWorkersClients(t *testing.T) {
 	}
 	if _, n, ok := src.Loaded(); !ok || n != 2 {
 		t.Fatalf("Loaded: %d %v", n, ok)
+	}
+}
+
+// Absurd Range headers and paths get an answer, never a panic or another
+// file's bytes.
+func TestSourceAbsurdRequests(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "snapshot.tar.gz")
+	os.WriteFile(path, sample(t), 0o600)
+	src, err := NewSource(path, limits, dir, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if _, err := src.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	file := SourceBaseURL + "/id_list_files/" + KeyID(keyA) + "/file-1/list_1"
+	size := len(list1)
+	cases := []struct {
+		url, rng string
+		status   int
+	}{
+		{file, "", 200},
+		{file, "bytes=0-", 206},
+		{file, "bytes=" + strconv.Itoa(size-1) + "-", 206},
+		{file, "bytes=" + strconv.Itoa(size) + "-", 416},
+		{file, "bytes=99999999999999999999-", 400},
+		{file, "bytes=9223372036854775807-", 416},
+		{file, "bytes=-5", 400},
+		{file, "bytes=0-10", 400},
+		{file, "bytes=abc-", 400},
+		{file, "items=0-", 400},
+		{file, "bytes=0-,5-", 400},
+		{SourceBaseURL + "/id_list_files/" + KeyID(keyA) + "/file-1/../list_1", "", 404},
+		{SourceBaseURL + "/id_list_files/" + KeyID(keyA), "", 404},
+		{SourceBaseURL + "/id_list_files/" + strings.Repeat("a", 10000), "", 404},
+		{SourceBaseURL + "/v1/download_config_specs/not-a-key%00.json", "", 404},
+		{SourceBaseURL + "/v1/download_config_specs/" + strings.Repeat("x", 100000) + ".json", "", 404},
+		{SourceBaseURL + "/v3/download_config_specs/" + keyA.Reveal() + ".json", "", 404},
+		{SourceBaseURL + "/v1/download_config_specs/" + keyA.Reveal() + ".json?sinceTime=-9223372036854775808", "", 200},
+	}
+	for _, c := range cases {
+		req, err := http.NewRequest(http.MethodGet, c.url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.rng != "" {
+			req.Header.Set("Range", c.rng)
+		}
+		resp, err := src.RoundTrip(req)
+		if err != nil {
+			t.Errorf("%.80s %q: %v", c.url, c.rng, err)
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.status {
+			t.Errorf("%.80s %q: status %d, want %d", c.url, c.rng, resp.StatusCode, c.status)
+		}
+		if c.status == 206 && !bytes.HasSuffix(list1, body) {
+			t.Errorf("%q: a range that is not the file's tail", c.rng)
+		}
+	}
+	post, _ := http.NewRequest(http.MethodPost, file, strings.NewReader("x"))
+	if resp, err := src.RoundTrip(post); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST: %v %v", resp, err)
 	}
 }
