@@ -65,17 +65,25 @@ func (r *recordingAdapter) calls() (gets, sets, polls []string) {
 // the test.
 func goSDK(t *testing.T, s *stack, key keys.SDKKey, adapter statsig.IDataAdapter) (*statsig.Client, statsig.InitializeDetails) {
 	t.Helper()
-	opts := &statsig.Options{
+	opts := goSDKOptions(t, s, adapter)
+	opts.ConfigSyncInterval = 200 * time.Millisecond
+	opts.IDListSyncInterval = time.Hour
+	return statsig.NewClientWithDetails(key.Reveal(), opts)
+}
+
+// goSDKOptions are the options every go-sdk client of the suite shares: the
+// adapter, every URL at the tripwire, no event logging or diagnostics, errors
+// in the test log.
+func goSDKOptions(t *testing.T, s *stack, adapter statsig.IDataAdapter) *statsig.Options {
+	return &statsig.Options{
 		API: s.trip.URL,
 		APIOverrides: statsig.APIOverrides{
 			DownloadConfigSpecs: s.trip.URL,
 			GetIDLists:          s.trip.URL,
 			LogEvent:            s.trip.URL,
 		},
-		DataAdapter:        adapter,
-		ConfigSyncInterval: 200 * time.Millisecond,
-		IDListSyncInterval: time.Hour,
-		InitTimeout:        10 * time.Second,
+		DataAdapter: adapter,
+		InitTimeout: 10 * time.Second,
 		StatsigLoggerOptions: statsig.StatsigLoggerOptions{
 			DisableAllLogging:      true,
 			DisableInitDiagnostics: true,
@@ -92,8 +100,6 @@ func goSDK(t *testing.T, s *stack, key keys.SDKKey, adapter statsig.IDataAdapter
 		IPCountryOptions: statsig.IPCountryOptions{Disabled: true},
 		UAParserOptions:  statsig.UAParserOptions{Disabled: true},
 	}
-	c, details := statsig.NewClientWithDetails(key.Reveal(), opts)
-	return c, details
 }
 
 func goEval(c *statsig.Client) evalResult {

@@ -426,35 +426,11 @@ func TestIDListsStatsigNode(t *testing.T) {
 // stop shuts it down (at the latest when the test ends).
 func goIDListSDK(t *testing.T, s *stack, key keys.SDKKey, adapter statsig.IDataAdapter, syncEvery time.Duration) (c *statsig.Client, stop func()) {
 	t.Helper()
-	opts := &statsig.Options{
-		LocalMode: true,
-		// Local mode makes no request; the URLs point at the tripwire all the same.
-		API: s.trip.URL,
-		APIOverrides: statsig.APIOverrides{
-			DownloadConfigSpecs: s.trip.URL,
-			GetIDLists:          s.trip.URL,
-			LogEvent:            s.trip.URL,
-		},
-		DataAdapter:        adapter,
-		ConfigSyncInterval: time.Second,
-		IDListSyncInterval: syncEvery,
-		InitTimeout:        10 * time.Second,
-		StatsigLoggerOptions: statsig.StatsigLoggerOptions{
-			DisableAllLogging:      true,
-			DisableInitDiagnostics: true,
-			DisableSyncDiagnostics: true,
-			DisableApiDiagnostics:  true,
-		},
-		OutputLoggerOptions: statsig.OutputLoggerOptions{
-			LogCallback: func(message string, err error) {
-				if err != nil {
-					t.Logf("go-sdk: %s %v", message, err)
-				}
-			},
-		},
-		IPCountryOptions: statsig.IPCountryOptions{Disabled: true},
-		UAParserOptions:  statsig.UAParserOptions{Disabled: true},
-	}
+	opts := goSDKOptions(t, s, adapter)
+	// Local mode makes no request; the URLs point at the tripwire all the same.
+	opts.LocalMode = true
+	opts.ConfigSyncInterval = time.Second
+	opts.IDListSyncInterval = syncEvery
 	c, d := statsig.NewClientWithDetails(key.Reveal(), opts)
 	stop = sync.OnceFunc(c.Shutdown)
 	t.Cleanup(stop)
