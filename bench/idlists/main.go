@@ -39,7 +39,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,6 +49,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/statsig-populator/statsig-populator/bench/benchkit"
 	"github.com/statsig-populator/statsig-populator/internal/fakecdn"
 	"github.com/statsig-populator/statsig-populator/pkg/keys"
 )
@@ -78,7 +78,7 @@ func main() {
 	} else {
 		log.Printf("work directory %s", dir)
 	}
-	res := &Results{IDs: *nIDs, Machine: machine()}
+	res := &Results{IDs: *nIDs, Machine: benchkit.Machine("redis-server", "curl")}
 	bin := filepath.Join(dir, "populator")
 	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/populator")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -370,7 +370,7 @@ func runOne(dir, bin, schemas string, withFloor, withAppend bool) (*Run, error) 
 	defer worker.stop()
 	hashed := keys.Hashed // the first schema in both configurations
 	mt := keys.NewManifestTarget("", k, hashed)
-	if !waitUntil(30*time.Second, func() bool { return rdb.Exists(ctx, mt.Key).Val() == 1 }) {
+	if !benchkit.WaitUntil(30*time.Second, func() bool { return rdb.Exists(ctx, mt.Key).Val() == 1 }) {
 		return nil, fmt.Errorf("the worker never wrote the (empty) manifest")
 	}
 	time.Sleep(2 * time.Second) // let start-up settle before the baseline
@@ -727,7 +727,7 @@ type redisServer struct {
 
 func startRedis(dir string) (*redisServer, error) {
 	for attempt := 0; attempt < 5; attempt++ {
-		port := freePort()
+		port := benchkit.FreePort()
 		c, err := startChild(filepath.Join(dir, "redis.log"), nil, "redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 			"--save", "", "--appendonly", "no", "--dir", dir, "--protected-mode", "no")
 		if err != nil {
@@ -735,7 +735,7 @@ func startRedis(dir string) (*redisServer, error) {
 		}
 		rs := &redisServer{child: c, port: port, addr: "127.0.0.1:" + strconv.Itoa(port)}
 		cl := redis.NewClient(&redis.Options{Addr: rs.addr, MaxRetries: -1})
-		ok := waitUntil(10*time.Second, func() bool { return cl.Ping(ctx).Err() == nil })
+		ok := benchkit.WaitUntil(10*time.Second, func() bool { return cl.Ping(ctx).Err() == nil })
 		cl.Close()
 		if ok {
 			return rs, nil
@@ -745,25 +745,7 @@ func startRedis(dir string) (*redisServer, error) {
 	return nil, fmt.Errorf("redis-server did not start")
 }
 
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func freeAddr() string { return "127.0.0.1:" + strconv.Itoa(freePort()) }
-
-func waitUntil(limit time.Duration, cond func() bool) bool {
-	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-	}
-	return false
-}
+func freeAddr() string { return "127.0.0.1:" + strconv.Itoa(benchkit.FreePort()) }
 
 // procStatus reads the kB fields of /proc/<pid>/status.
 func procStatus(pid int) (map[string]int64, error) {
@@ -785,40 +767,7 @@ func procStatus(pid int) (map[string]int64, error) {
 	return out, nil
 }
 
-func machine() map[string]string {
-	out := map[string]string{"date": time.Now().UTC().Format("2006-01-02 15:04 UTC"), "go": runtime.Version(), "nproc": strconv.Itoa(runtime.NumCPU())}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "model name"); ok {
-				out["cpu"] = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		out["kernel"] = strings.TrimSpace(string(b))
-	}
-	for name, argv := range map[string][]string{"redis": {"redis-server", "--version"}, "curl": {"curl", "--version"}, "commit": {"git", "rev-parse", "--short", "HEAD"}} {
-		if b, err := exec.Command(argv[0], argv[1:]...).Output(); err == nil {
-			out[name] = strings.SplitN(strings.TrimSpace(string(b)), "\n", 2)[0]
-		}
-	}
-	return out
-}
-
 // Output.
-
-func med(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
 
 func list(xs []float64) string {
 	var p []string
@@ -835,15 +784,15 @@ func (r *Results) print(w io.Writer) {
 		fmt.Fprintf(w, "### First load of %d IDs (%.1f MB), REDIS_KEY_SCHEMAS=%s\n\n", r.IDs, float64(run.ListBytes)/1e6, run.Schemas)
 		fmt.Fprintln(w, "| | median | samples |")
 		fmt.Fprintln(w, "|---|---|---|")
-		fmt.Fprintf(w, "| worker: list request at the CDN → list renamed into place | %.3f s | %s |\n", med(run.ToList), list(run.ToList))
-		fmt.Fprintf(w, "| worker: list request at the CDN → manifest written | %.3f s | %s |\n", med(run.ToManifest), list(run.ToManifest))
-		fmt.Fprintf(w, "| (of which the CDN sending the file) | %.3f s | %s |\n", med(run.Download), list(run.Download))
-		fmt.Fprintf(w, "| worker: list put at the CDN → manifest written (waits for the next sync) | %.3f s | %s |\n", med(run.FromPut), list(run.FromPut))
+		fmt.Fprintf(w, "| worker: list request at the CDN → list renamed into place | %.3f s | %s |\n", benchkit.Median(run.ToList), list(run.ToList))
+		fmt.Fprintf(w, "| worker: list request at the CDN → manifest written | %.3f s | %s |\n", benchkit.Median(run.ToManifest), list(run.ToManifest))
+		fmt.Fprintf(w, "| (of which the CDN sending the file) | %.3f s | %s |\n", benchkit.Median(run.Download), list(run.Download))
+		fmt.Fprintf(w, "| worker: list put at the CDN → manifest written (waits for the next sync) | %.3f s | %s |\n", benchkit.Median(run.FromPut), list(run.FromPut))
 		if len(run.Floor) > 0 {
-			fmt.Fprintf(w, "| floor: `curl -s URL \\| redis-cli -x SET key` | %.3f s | %s |\n", med(run.Floor), list(run.Floor))
-			fmt.Fprintf(w, "| floor on a one-line file (starting bash, curl and redis-cli) | %.3f s | %s |\n", med(run.FloorFixed), list(run.FloorFixed))
+			fmt.Fprintf(w, "| floor: `curl -s URL \\| redis-cli -x SET key` | %.3f s | %s |\n", benchkit.Median(run.Floor), list(run.Floor))
+			fmt.Fprintf(w, "| floor on a one-line file (starting bash, curl and redis-cli) | %.3f s | %s |\n", benchkit.Median(run.FloorFixed), list(run.FloorFixed))
 			fmt.Fprintf(w, "\nWorker / floor (request → manifest vs the pipeline): %.2f×; against the floor less its fixed cost: %.2f×. curl max RSS %.1f MB, redis-cli %.1f MB.\n",
-				med(run.ToManifest)/med(run.Floor), med(run.ToManifest)/(med(run.Floor)-med(run.FloorFixed)), float64(run.CurlRSSKB)/1024, float64(run.RedisCLIRSSK)/1024)
+				benchkit.Median(run.ToManifest)/benchkit.Median(run.Floor), benchkit.Median(run.ToManifest)/(benchkit.Median(run.Floor)-benchkit.Median(run.FloorFixed)), float64(run.CurlRSSKB)/1024, float64(run.RedisCLIRSSK)/1024)
 		}
 		fmt.Fprintf(w, "\nWorker memory: VmRSS %.1f MB before the first load (VmHWM %.1f MB); after it VmHWM %.1f MB, VmRSS %.1f MB: growth %.1f MB (VmHWM after − VmRSS before); VmHWM after %d loads %.1f MB.\n",
 			kb(run.RSSBeforeKB), kb(run.HWMBeforeKB), kb(run.HWMAfter1KB), kb(run.RSSAfter1KB), kb(run.HWMAfter1KB-run.RSSBeforeKB), len(run.ToList), kb(run.HWMAfterAllKB))

@@ -54,7 +54,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,6 +62,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/statsig-populator/statsig-populator/bench/benchkit"
 	"github.com/statsig-populator/statsig-populator/internal/fakecdn"
 	"github.com/statsig-populator/statsig-populator/pkg/keys"
 )
@@ -182,7 +182,7 @@ type Trace struct {
 }
 
 func runAll(dir string) (*Results, error) {
-	res := &Results{Machine: machine(), Keys: *nKeys, Versions: *versions}
+	res := &Results{Machine: benchkit.Machine("redis-server", "tar", "gzip"), Keys: *nKeys, Versions: *versions}
 	if _, err := os.Stat(timeBin); err != nil {
 		return nil, fmt.Errorf("%s (GNU time) is needed to measure each process's peak RSS: apt-get install time", timeBin)
 	}
@@ -602,7 +602,7 @@ func (r *redisServer) stop() {
 // persistence, with DEBUG allowed (DEBUG DIGEST compares the datasets).
 func startRedis(dir string) (*redisServer, error) {
 	for attempt := 0; attempt < 5; attempt++ {
-		port := freePort()
+		port := benchkit.FreePort()
 		if port == 6379 {
 			continue
 		}
@@ -621,7 +621,7 @@ func startRedis(dir string) (*redisServer, error) {
 		rs := &redisServer{cmd: cmd, done: make(chan struct{}), port: port, addr: "127.0.0.1:" + strconv.Itoa(port)}
 		go func() { _ = cmd.Wait(); lf.Close(); close(rs.done) }()
 		cl := redis.NewClient(&redis.Options{Addr: rs.addr, MaxRetries: -1})
-		ok := waitUntil(10*time.Second, func() bool { return cl.Ping(ctx).Err() == nil })
+		ok := benchkit.WaitUntil(10*time.Second, func() bool { return cl.Ping(ctx).Err() == nil })
 		cl.Close()
 		if ok {
 			return rs, nil
@@ -631,67 +631,7 @@ func startRedis(dir string) (*redisServer, error) {
 	return nil, fmt.Errorf("redis-server did not start")
 }
 
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func waitUntil(limit time.Duration, cond func() bool) bool {
-	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-	}
-	return false
-}
-
-func machine() map[string]string {
-	out := map[string]string{"date": time.Now().UTC().Format("2006-01-02 15:04 UTC"), "go": runtime.Version(), "nproc": strconv.Itoa(runtime.NumCPU())}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "model name"); ok {
-				out["cpu"] = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		if line, _, ok := strings.Cut(string(b), "\n"); ok {
-			f := strings.Fields(line)
-			if len(f) >= 2 {
-				kb, _ := strconv.ParseFloat(f[1], 64)
-				out["memory"] = fmt.Sprintf("%.1f GiB", kb/(1<<20))
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		out["kernel"] = strings.TrimSpace(string(b))
-	}
-	for name, argv := range map[string][]string{"redis": {"redis-server", "--version"}, "tar": {"tar", "--version"}, "gzip": {"gzip", "--version"}, "commit": {"git", "rev-parse", "--short", "HEAD"}} {
-		if b, err := exec.Command(argv[0], argv[1:]...).Output(); err == nil {
-			out[name] = strings.SplitN(strings.TrimSpace(string(b)), "\n", 2)[0]
-		}
-	}
-	return out
-}
-
 // Output.
-
-func med(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
 
 func (r *Results) column(f func(*Rep) Proc) (secs, rss []float64, maxRSS int64) {
 	for _, rep := range r.Reps {
@@ -725,7 +665,7 @@ func (r *Results) print(w io.Writer) {
 			p := f(rep)
 			cpu, rcpu = append(cpu, p.UserS+p.SysS), append(rcpu, p.RedisCPUS)
 		}
-		fmt.Fprintf(w, "| %s | %.2f s | %s | %.1f MB | %s | %.2f s | %.2f s |\n", name, med(secs), list(secs, "%.2f"), float64(maxRSS)/1024, list(rss, "%.1f"), med(cpu), med(rcpu))
+		fmt.Fprintf(w, "| %s | %.2f s | %s | %.1f MB | %s | %.2f s | %.2f s |\n", name, benchkit.Median(secs), list(secs, "%.2f"), float64(maxRSS)/1024, list(rss, "%.1f"), benchkit.Median(cpu), benchkit.Median(rcpu))
 	}
 	row("`populator export --out FILE` (from Redis)", func(p *Rep) Proc { return p.Export })
 	row("`populator import FILE` (after FLUSHALL)", func(p *Rep) Proc { return p.Import })
@@ -751,7 +691,7 @@ func (r *Results) print(w io.Writer) {
 		return "MISSED"
 	}
 	fmt.Fprintf(w, "\nTarget: peak RSS under %d MB: export %.1f MB (%s), import %.1f MB (%s). Time against the floor: export %.2f×, import %.2f×.\n",
-		*targetRSS, float64(exMax)/1024, verdict(exMax), float64(imMax)/1024, verdict(imMax), med(ex)/med(fe), med(im)/med(fi))
+		*targetRSS, float64(exMax)/1024, verdict(exMax), float64(imMax)/1024, verdict(imMax), benchkit.Median(ex)/benchkit.Median(fe), benchkit.Median(im)/benchkit.Median(fi))
 	if len(r.Trace) > 0 {
 		fmt.Fprintln(w, "\nGo heap under GODEBUG=gctrace=1 (one more run each, not timed):")
 		fmt.Fprintln(w, "\n| command | GC cycles | heap at a GC's start, max | live after a GC, max | heap goal, max | peak RSS of that run |")

@@ -6,11 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/statsig-populator/statsig-populator/bench/benchkit"
 	"github.com/statsig-populator/statsig-populator/pkg/keys"
 )
 
@@ -186,27 +186,15 @@ func (h *harness) runBig() (*BigResult, error) {
 	} else {
 		res.Errors = append(res.Errors, "inproc -big: "+err.Error())
 	}
-	res.WorkerMedian = median(res.WorkerSeconds)
-	res.FloorMedian = median(res.FloorSeconds)
-	res.FloorCurlMedian, res.FloorRedisMedian = median(curlTimes), median(redisTimes)
+	res.WorkerMedian = benchkit.Median(res.WorkerSeconds)
+	res.FloorMedian = benchkit.Median(res.FloorSeconds)
+	res.FloorCurlMedian, res.FloorRedisMedian = benchkit.Median(curlTimes), benchkit.Median(redisTimes)
 	if res.FloorMedian > 0 {
 		res.Ratio = res.WorkerMedian / res.FloorMedian
 	}
 	logf("big: %d bytes: worker %.3f s, floor %.3f s (%.2f×); worker RSS +%d MB (%.1f× the payload)",
 		size, res.WorkerMedian, res.FloorMedian, res.Ratio, res.WorkerGrowthKB/1024, res.GrowthRatio)
 	return res, nil
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // timed runs argv under /usr/bin/time and returns wall seconds and max RSS.
