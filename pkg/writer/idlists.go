@@ -40,28 +40,9 @@ var ErrBadOffset = errors.New("negative id list offset or length")
 
 // The scripts. Each first checks the TYPE of its keys and answers a key of
 // another type with "WRONGTYPE <what> holds a <type>", what being list,
-// fileid, staging, token or manifest: never a key name.
+// fileid, staging or token: never a key name. The manifest is written by
+// the config-spec scripts (writeSFP, writeString), whose replies name no key.
 var (
-	// KEYS[1] the manifest STRING, KEYS[2] its marker STRING (same slot).
-	// ARGV as writeIDListManifest's. The string format's manifest.
-	writeIDListManifestString = redis.NewScript(`
-local t = redis.call('TYPE', KEYS[1])['ok']
-if t ~= 'none' and t ~= 'string' then return redis.error_reply('WRONGTYPE manifest holds a ' .. t) end
-local mt = redis.call('TYPE', KEYS[2])['ok']
-if mt ~= 'none' and mt ~= 'string' then return redis.error_reply('WRONGTYPE marker holds a ' .. mt) end
-local stored = redis.call('GET', KEYS[2])
-if stored and t == 'string' then
-  local s = tonumber(stored)
-  if s and s >= tonumber(ARGV[2]) then return {0, stored} end
-end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], ARGV[2])
-if tonumber(ARGV[3]) > 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
-end
-return {1, ARGV[2]}
-`)
 	// KEYS[1] the list, KEYS[2] its fileID. ARGV[1] fileID, ARGV[2] offset,
 	// ARGV[3] chunk, ARGV[4] TTL ms (0: none). Appends only if the list
 	// holds exactly offset bytes of fileID; offset 0 over no list creates
@@ -158,21 +139,6 @@ local len = redis.call('STRLEN', KEYS[1])
 if ARGV[1] ~= '' and tok ~= ARGV[1] then return {0, len, tok or ''} end
 redis.call('DEL', KEYS[1], KEYS[2])
 return {1, len, tok or ''}
-`)
-	// KEYS[1] the manifest HASH. ARGV[1] manifest JSON, ARGV[2] marker,
-	// ARGV[3] TTL ms (0: none). Writes unless the stored marker is the same
-	// or newer. Returns {1, marker} or {0, stored marker}.
-	writeIDListManifest = redis.NewScript(`
-local t = redis.call('TYPE', KEYS[1])['ok']
-if t ~= 'none' and t ~= 'hash' then return redis.error_reply('WRONGTYPE manifest holds a ' .. t) end
-local stored = redis.call('HGET', KEYS[1], 'lcut')
-if stored and redis.call('HEXISTS', KEYS[1], 'config') == 1 then
-  local s = tonumber(stored)
-  if s and s >= tonumber(ARGV[2]) then return {0, stored} end
-end
-redis.call('HSET', KEYS[1], 'encoding', 'plain_text', 'lcut', ARGV[2], 'config', ARGV[1])
-if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) else redis.call('PERSIST', KEYS[1]) end
-return {1, ARGV[2]}
 `)
 )
 
@@ -279,15 +245,19 @@ type ManifestWrite struct {
 }
 
 // WriteIDListManifest stores manifestJSON in t's HASH (fields config,
-// encoding = plain_text, and lcut = marker) unless the HASH already holds the
-// same or a newer marker: several writers and retries never move it back.
+// encoding = plain_text, and lcut = marker), or for the string format in its
+// STRING with the marker beside it, unless the same or a newer marker is
+// stored: several writers and retries never move it back.
 // Write the lists a manifest names before the manifest.
 func (w *Writer) WriteIDListManifest(ctx context.Context, t keys.ManifestTarget, manifestJSON []byte, marker int64) (ManifestWrite, error) {
-	script, names := writeIDListManifest, []string{t.Key}
+	// The manifest is stored as a payload is, with its marker as the lcut:
+	// the config-spec scripts' layout (config, lcut, encoding; or a STRING
+	// and its lcut companion) and their monotonic guard.
+	script, names := writeSFP, []string{t.Key}
 	if t.Format == keys.String {
-		script, names = writeIDListManifestString, []string{t.Key, t.MarkerKey}
+		script, names = writeString, []string{t.Key, t.MarkerKey}
 	}
-	cmd := script.Run(ctx, w.rdb, names, manifestJSON, marker, w.ttl.Milliseconds())
+	cmd := script.Run(ctx, w.rdb, names, marker, manifestJSON, w.ttl.Milliseconds())
 	res, err := scriptResult(cmd)
 	if err != nil {
 		if IsUnreachable(err) {
@@ -554,6 +524,15 @@ func idListErr(s keys.Schema, name string, err error) error {
 		msg := re.Error()
 		if rest, ok := strings.CutPrefix(msg, "WRONGTYPE "); ok {
 			e.err = ErrWrongType
+			if strings.HasPrefix(rest, "holds a ") {
+				// The config-spec scripts (which write the manifest) name
+				// no key: it is the target's own.
+				subject := "list"
+				if name == "" {
+					subject = "manifest"
+				}
+				rest = subject + " " + rest
+			}
 			what, typ, found := strings.Cut(rest, " holds a ")
 			if !found || !plainWord(what) {
 				e.text = d + " holds a key of another type"
