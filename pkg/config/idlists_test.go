@@ -40,15 +40,7 @@ func TestIDListSettings(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			env := base
 			c.mod(&env)
-			cfg, err := env.Parse(noFile, true)
-			if got := problemVars(t, err); strings.Join(got, ",") != strings.Join(c.want, ",") {
-				t.Fatalf("problems with %v, want %v\n%v", got, c.want, err)
-			}
-			for _, h := range c.hints {
-				if !strings.Contains(err.Error(), h) {
-					t.Errorf("message lacks %q:\n%v", h, err)
-				}
-			}
+			cfg, err := parseWant(t, env, c.want, c.hints)
 			if err == nil && (cfg.IDLists != c.on || cfg.IDListsPollInterval != c.every) {
 				t.Errorf("IDLists %v every %s, want %v every %s", cfg.IDLists, cfg.IDListsPollInterval, c.on, c.every)
 			}

@@ -16,6 +16,22 @@ import (
 )
 
 // problemVars is the variables of err's problems, in order; nil for nil.
+// parseWant parses env and fails the test unless exactly the variables in
+// want have problems, and every hint is in the message.
+func parseWant(t *testing.T, env Env, want, hints []string) (Config, error) {
+	t.Helper()
+	cfg, err := env.Parse(noFile, true)
+	if got := problemVars(t, err); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("problems with %v, want %v\n%v", got, want, err)
+	}
+	for _, h := range hints {
+		if !strings.Contains(err.Error(), h) {
+			t.Errorf("message lacks %q:\n%v", h, err)
+		}
+	}
+	return cfg, err
+}
+
 func problemVars(t *testing.T, err error) []string {
 	t.Helper()
 	if err == nil {
@@ -146,10 +162,7 @@ func TestValidation(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			env := base
 			c.mod(&env)
-			cfg, err := env.Parse(noFile, true)
-			if got := problemVars(t, err); strings.Join(got, ",") != strings.Join(c.want, ",") {
-				t.Fatalf("problems with %v, want %v\n%v", got, c.want, err)
-			}
+			cfg, err := parseWant(t, env, c.want, nil)
 			if err == nil && c.check != nil && !c.check(cfg) {
 				t.Errorf("parsed %+v", cfg)
 			}
