@@ -295,24 +295,23 @@ var (
 		"Age of the oldest lcut held in Redis across keys and versions (0 before the first poll): the last config change, not the last refresh.", nil, nil)
 )
 
-// healthCollector turns one KeyHealth per scrape into the health gauges.
-type healthCollector struct{ read func() KeyHealth }
-
-func (c healthCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- keysUnauthorizedDesc
-	ch <- keysFailingDesc
-	ch <- oldestSuccessDesc
-	ch <- oldestLcutDesc
+// scrapeCollector reports gauges computed at every scrape by collect, from
+// one snapshot of the worker's state: descs are what it may emit.
+type scrapeCollector struct {
+	descs   []*prometheus.Desc
+	collect func(ch chan<- prometheus.Metric)
 }
 
-func (c healthCollector) Collect(ch chan<- prometheus.Metric) {
-	h := c.read()
-	ch <- prometheus.MustNewConstMetric(keysUnauthorizedDesc, prometheus.GaugeValue, float64(h.Unauthorized))
-	for outcome, n := range h.Failing {
-		ch <- prometheus.MustNewConstMetric(keysFailingDesc, prometheus.GaugeValue, float64(n), outcome)
+func (c scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
 	}
-	ch <- prometheus.MustNewConstMetric(oldestSuccessDesc, prometheus.GaugeValue, h.OldestSuccessAge)
-	ch <- prometheus.MustNewConstMetric(oldestLcutDesc, prometheus.GaugeValue, h.OldestLcutAge)
+}
+
+func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
+func gauge(d *prometheus.Desc, v float64, labels ...string) prometheus.Metric {
+	return prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 }
 
 // RegisterHealth adds the health gauges (keys_unauthorized, keys_failing,
@@ -322,7 +321,18 @@ func (m *Metrics) RegisterHealth(read func() KeyHealth) {
 	if m == nil {
 		return
 	}
-	m.Registry.MustRegister(healthCollector{read})
+	m.Registry.MustRegister(scrapeCollector{
+		descs: []*prometheus.Desc{keysUnauthorizedDesc, keysFailingDesc, oldestSuccessDesc, oldestLcutDesc},
+		collect: func(ch chan<- prometheus.Metric) {
+			h := read()
+			ch <- gauge(keysUnauthorizedDesc, float64(h.Unauthorized))
+			for outcome, n := range h.Failing {
+				ch <- gauge(keysFailingDesc, float64(n), outcome)
+			}
+			ch <- gauge(oldestSuccessDesc, h.OldestSuccessAge)
+			ch <- gauge(oldestLcutDesc, h.OldestLcutAge)
+		},
+	})
 }
 
 // IDListHealth is what the ID-list gauges report, computed at scrape time
@@ -352,23 +362,6 @@ var (
 		"Longest time any authorized key has gone without a successful ID-list sync (0 on a follower).", nil, nil)
 )
 
-type idListCollector struct{ read func() IDListHealth }
-
-func (c idListCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- idListsHeldDesc
-	ch <- idListBytesHeldDesc
-	ch <- idListKeysFailingDesc
-	ch <- idListOldestSuccessDesc
-}
-
-func (c idListCollector) Collect(ch chan<- prometheus.Metric) {
-	h := c.read()
-	ch <- prometheus.MustNewConstMetric(idListsHeldDesc, prometheus.GaugeValue, float64(h.Lists))
-	ch <- prometheus.MustNewConstMetric(idListBytesHeldDesc, prometheus.GaugeValue, float64(h.Bytes))
-	ch <- prometheus.MustNewConstMetric(idListKeysFailingDesc, prometheus.GaugeValue, float64(h.Failing))
-	ch <- prometheus.MustNewConstMetric(idListOldestSuccessDesc, prometheus.GaugeValue, h.OldestSuccessAge)
-}
-
 // RegisterIDListHealth adds the ID-list gauges (id_lists_held,
 // id_list_bytes_held, id_list_keys_failing,
 // id_list_oldest_success_age_seconds), computed by read at every scrape.
@@ -376,7 +369,16 @@ func (m *Metrics) RegisterIDListHealth(read func() IDListHealth) {
 	if m == nil {
 		return
 	}
-	m.Registry.MustRegister(idListCollector{read: read})
+	m.Registry.MustRegister(scrapeCollector{
+		descs: []*prometheus.Desc{idListsHeldDesc, idListBytesHeldDesc, idListKeysFailingDesc, idListOldestSuccessDesc},
+		collect: func(ch chan<- prometheus.Metric) {
+			h := read()
+			ch <- gauge(idListsHeldDesc, float64(h.Lists))
+			ch <- gauge(idListBytesHeldDesc, float64(h.Bytes))
+			ch <- gauge(idListKeysFailingDesc, float64(h.Failing))
+			ch <- gauge(idListOldestSuccessDesc, h.OldestSuccessAge)
+		},
+	})
 }
 
 // RegisterReady adds statsig_populator_ready: 1 while /readyz would answer
