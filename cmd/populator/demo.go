@@ -99,8 +99,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		demoUsage(stderr)
 		return exitError{exitBadConfig}
 	}
-	if *changeEvery < 0 {
-		fmt.Fprintln(stderr, "populator demo: --flip-every must not be negative")
+	// 0 turns the flip off; anything shorter than 100ms would only burn CPU
+	// and flood the log.
+	if *changeEvery != 0 && (*changeEvery < 100*time.Millisecond || *changeEvery > 24*time.Hour) {
+		fmt.Fprintln(stderr, "populator demo: --flip-every must be 0 (off) or from 100ms to 24h")
 		return exitError{exitBadConfig}
 	}
 	out := &lockedWriter{w: stdout}

@@ -626,7 +626,11 @@ func TestDemoUsage(t *testing.T) {
 	if strings.Contains(stdout.String(), "flip-every") {
 		t.Errorf("demo --help shows the hidden --flip-every")
 	}
-	for _, args := range [][]string{{"demo", "extra"}, {"demo", "--nope"}, {"demo", "--redis-addr", "no-port"}} {
+	for _, args := range [][]string{{"demo", "extra"}, {"demo", "--nope"}, {"demo", "--redis-addr", "no-port"},
+		{"demo", "--flip-every", "-1s"}, {"demo", "--flip-every", "1ns"}, {"demo", "--flip-every", "8760h"},
+		{"demo", "--flip-every", "soon"}, {"demo", "--flip-every", "9999999999999999999h"},
+		{"demo", "--redis-addr", "127.0.0.1:99999"}, {"demo", "--redis-addr", ":-1"},
+		{"demo", "--admin-addr", "nonsense"}, {"demo", "--admin-addr", "127.0.0.1:99999"}} {
 		stderr.Reset()
 		if code := exitCode(run(context.Background(), args, io.Discard, &stderr), &stderr); code != exitBadConfig {
 			t.Errorf("%q: exit %d, want %d", args, code, exitBadConfig)
