@@ -35,6 +35,7 @@ go test -run '^$' -fuzz '^FuzzGunzip$' -fuzztime 150000x ./pkg/fetcher
 go test -run '^$' -fuzz '^FuzzRetryAfter$' -fuzztime 100000x ./pkg/fetcher
 go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 300000x ./pkg/config
 go test -run '^$' -fuzz '^FuzzParseList$' -fuzztime 200000x ./pkg/keys
+go test -run '^$' -fuzz '^FuzzParseManifest$' -fuzztime 150000x ./pkg/idlists
 
 echo "== real-SDK compatibility suite"
 compat/run.sh
